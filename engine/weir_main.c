@@ -1,0 +1,682 @@
+/*
+ * weir_main.c -- the `weir` command line.
+ *
+ *   weir run FILE.lua [--set k=v ...]   run a script as one job
+ *   weir test [PATH ...]                 run *_spec.lua files
+ *   weir version | help [COMMAND]
+ *
+ * Exit codes: 0 success, 1 the job / a test failed, 2 usage error.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <lauxlib.h>
+
+#include "weir_engine.h"
+#include "weir_job.h"
+#include "weir_json.h"
+#include "weir_log.h"
+#include "weir_state.h"
+
+#define WEIR_EXIT_OK 0
+#define WEIR_EXIT_FAIL 1
+#define WEIR_EXIT_USAGE 2
+
+typedef struct weir_cli_cmd {
+    const char *name;
+    const char *summary;
+    const char *usage;
+    int (*run)(int argc, char **argv);
+} weir_cli_cmd;
+
+/* ---- common options ---- */
+
+typedef struct weir_cli_opts {
+    weir_config cfg;
+    const char *log_file;
+    int log_level;
+    const char **sets;          /* "k=v" strings (run) */
+    int nsets;
+    const char **paths;         /* positional arguments */
+    int npaths;
+    const char *filter;         /* test */
+    int verbose;
+} weir_cli_opts;
+
+static int weir_cli_parse_size(const char *s, size_t *out) {
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || v < 0) return -1;
+    switch (*end) {
+    case 'k': case 'K': v *= 1024.0; end++; break;
+    case 'm': case 'M': v *= 1024.0 * 1024.0; end++; break;
+    case 'g': case 'G': v *= 1024.0 * 1024.0 * 1024.0; end++; break;
+    default: break;
+    }
+    if (*end == 'b' || *end == 'B') end++;
+    if (*end) return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int weir_cli_parse_ms(const char *s, uint64_t *out) {
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+static void weir_cli_config_from_env(weir_cli_opts *o) {
+    const char *v;
+    weir_config_defaults(&o->cfg);
+    o->log_level = WEIR_LOG_INFO;
+    if ((v = getenv("WEIR_LIB_PATH")) && *v) o->cfg.lib_path = v;
+    if ((v = getenv("WEIR_CONNECTORS_PATH")) && *v) o->cfg.connectors_path = v;
+    if ((v = getenv("WEIR_CA_BUNDLE")) && *v) o->cfg.ca_bundle = v;
+    if ((v = getenv("WEIR_ENV_ALLOW"))) o->cfg.env_allow = v;
+    if ((v = getenv("WEIR_LOG_FILE")) && *v) o->log_file = v;
+    if ((v = getenv("WEIR_LOG_LEVEL")) && *v && weir_log_level_parse(v) >= 0)
+        o->log_level = weir_log_level_parse(v);
+    if ((v = getenv("WEIR_MEM_LIMIT")) && *v) weir_cli_parse_size(v, &o->cfg.mem_limit);
+    if ((v = getenv("WEIR_CPU_LIMIT_MS")) && *v) weir_cli_parse_ms(v, &o->cfg.cpu_limit_ms);
+}
+
+static int weir_cli_usage_error(const char *cmd, const char *fmt, const char *arg) {
+    fprintf(stderr, "weir %s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nRun 'weir help %s' for usage.\n", cmd);
+    return WEIR_EXIT_USAGE;
+}
+
+/* Parses argv[1..] of a command.  Returns 0 or an exit code. */
+static int weir_cli_parse(const char *cmd, int argc, char **argv, weir_cli_opts *o,
+                          int allow_set, int allow_filter) {
+    int i;
+    weir_cli_config_from_env(o);
+    o->sets = calloc((size_t)argc, sizeof *o->sets);
+    o->paths = calloc((size_t)argc, sizeof *o->paths);
+    if (!o->sets || !o->paths) return weir_cli_usage_error(cmd, "%s", "out of memory");
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        if (strncmp(a, "--", 2) == 0 && strchr(a, '=')) {
+            /* --flag=value */
+            static char flag[64];
+            size_t n = (size_t)(strchr(a, '=') - a);
+            if (n >= sizeof flag) return weir_cli_usage_error(cmd, "unknown flag '%s'", a);
+            memcpy(flag, a, n);
+            flag[n] = '\0';
+            val = a + n + 1;
+            a = flag;
+        }
+#define WEIR_NEED_VALUE()                                                        \
+        do {                                                                     \
+            if (!val) {                                                          \
+                if (i + 1 >= argc)                                               \
+                    return weir_cli_usage_error(cmd, "flag '%s' needs a value", a); \
+                val = argv[++i];                                                 \
+            }                                                                    \
+        } while (0)
+        if (allow_set && (strcmp(a, "--set") == 0 || strcmp(a, "-s") == 0)) {
+            WEIR_NEED_VALUE();
+            if (!strchr(val, '=') || val[0] == '=')
+                return weir_cli_usage_error(cmd, "--set expects key=value, got '%s'", val);
+            o->sets[o->nsets++] = val;
+        } else if (allow_filter && strcmp(a, "--filter") == 0) {
+            WEIR_NEED_VALUE();
+            o->filter = val;
+        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+            o->verbose = 1;
+        } else if (strcmp(a, "--mem-limit") == 0) {
+            WEIR_NEED_VALUE();
+            if (weir_cli_parse_size(val, &o->cfg.mem_limit) != 0)
+                return weir_cli_usage_error(cmd, "--mem-limit: not a size: '%s'", val);
+        } else if (strcmp(a, "--cpu-limit") == 0) {
+            WEIR_NEED_VALUE();
+            if (weir_cli_parse_ms(val, &o->cfg.cpu_limit_ms) != 0)
+                return weir_cli_usage_error(cmd, "--cpu-limit: not a number of ms: '%s'", val);
+        } else if (strcmp(a, "--log-level") == 0) {
+            WEIR_NEED_VALUE();
+            if (weir_log_level_parse(val) < 0)
+                return weir_cli_usage_error(cmd, "--log-level: one of debug, info, warn, error; got '%s'", val);
+            o->log_level = weir_log_level_parse(val);
+        } else if (strcmp(a, "--log-file") == 0) {
+            WEIR_NEED_VALUE();
+            o->log_file = val;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            return -1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return weir_cli_usage_error(cmd, "unknown flag '%s'", a);
+        } else {
+            if (val) return weir_cli_usage_error(cmd, "unknown flag '%s'", a);
+            o->paths[o->npaths++] = a;
+        }
+#undef WEIR_NEED_VALUE
+    }
+    return 0;
+}
+
+static void weir_cli_opts_free(weir_cli_opts *o) {
+    free(o->sets);
+    free(o->paths);
+}
+
+static weir_engine *weir_cli_engine(weir_cli_opts *o) {
+    const char *err = NULL;
+    weir_engine *e = weir_engine_new(NULL, &o->cfg, &err);
+    if (!e) {
+        fprintf(stderr, "weir: cannot start the engine: %s\n", err);
+        return NULL;
+    }
+    weir_log_set_level(e->log, (weir_log_level)o->log_level);
+    if (o->log_file) {
+        int rc = weir_log_open_file(e->log, o->log_file);
+        if (rc != 0) {
+            fprintf(stderr, "weir: cannot open log file %s: %s\n", o->log_file, strerror(-rc));
+            weir_engine_free(e);
+            return NULL;
+        }
+    }
+    return e;
+}
+
+/* Prints msg on stderr with secrets redacted. */
+static void weir_cli_print_error(weir_engine *e, const char *prefix, const char *msg) {
+    size_t len;
+    char *clean = weir_log_redact(e->log, msg, strlen(msg), &len);
+    fprintf(stderr, "%s%s\n", prefix, clean ? clean : msg);
+    free(clean);
+}
+
+static char *weir_cli_dirname(const char *path) {
+    char *d = strdup(path);
+    char *slash;
+    if (!d) return NULL;
+    slash = strrchr(d, '/');
+    if (!slash) { free(d); return strdup("."); }
+    if (slash == d) slash[1] = '\0';
+    else *slash = '\0';
+    return d;
+}
+
+static const char *weir_cli_basename(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* ---- run ---- */
+
+typedef struct weir_cli_run {
+    weir_engine *e;
+    weir_cli_opts *o;
+    int exit_code;
+    int finished;
+} weir_cli_run;
+
+struct weir_cli_params_ctx {
+    lua_State *co;
+    weir_cli_opts *o;
+};
+
+static int weir_cli_push_params(lua_State *L) {
+    struct weir_cli_params_ctx *ctx = lua_touserdata(L, 1);
+    int i;
+    (void)L;
+    lua_createtable(ctx->co, 0, ctx->o->nsets);
+    for (i = 0; i < ctx->o->nsets; i++) {
+        const char *kv = ctx->o->sets[i];
+        const char *eq = strchr(kv, '=');
+        lua_pushlstring(ctx->co, kv, (size_t)(eq - kv));
+        lua_pushstring(ctx->co, eq + 1);
+        lua_rawset(ctx->co, -3);
+    }
+    return 0;
+}
+
+struct weir_cli_print_ctx {
+    weir_job *job;
+};
+
+/* Prints the job's results as JSON lines (protected: encoding raises). */
+static int weir_cli_print_results(lua_State *L) {
+    struct weir_cli_print_ctx *ctx = lua_touserdata(L, 1);
+    lua_State *co = ctx->job->co;
+    int n = ctx->job->nres, top = lua_gettop(co), i;
+    for (i = top - n + 1; i <= top; i++) {
+        if (lua_isnil(co, i)) continue;
+        lua_pushvalue(co, i);
+        lua_xmove(co, L, 1);
+        weir_json_encode(L, -1, WEIR_JSON_SORT_KEYS);
+        fwrite(lua_tostring(L, -1), 1, lua_rawlen(L, -1), stdout);
+        fputc('\n', stdout);
+        lua_pop(L, 2);
+    }
+    fflush(stdout);
+    return 0;
+}
+
+static void weir_cli_run_done(weir_job *job, void *data) {
+    weir_cli_run *r = data;
+    r->finished = 1;
+    if (job->status == WEIR_JOB_DONE) {
+        struct weir_cli_print_ctx ctx = {job};
+        char err[512];
+        r->exit_code = WEIR_EXIT_OK;
+        if (weir_state_pcall(job->st, weir_cli_print_results, &ctx, err, sizeof err) != LUA_OK) {
+            weir_cli_print_error(r->e, "weir: cannot print the result: ", err);
+            r->exit_code = WEIR_EXIT_FAIL;
+        }
+    } else {
+        weir_cli_print_error(r->e, "", job->error ? job->error : "job failed");
+        r->exit_code = WEIR_EXIT_FAIL;
+    }
+    /* stop the loop even if spawned tasks are still running */
+    uv_stop(r->e->loop);
+}
+
+static int weir_cli_cmd_run(int argc, char **argv) {
+    weir_cli_opts o = {0};
+    weir_cli_run r = {0};
+    weir_state *st;
+    weir_job *job;
+    struct stat sb;
+    const char *path, *err = NULL;
+    char *dir;
+    int rc = weir_cli_parse("run", argc, argv, &o, 1, 0);
+    if (rc < 0) { weir_cli_opts_free(&o); return -1; }
+    if (rc) { weir_cli_opts_free(&o); return rc; }
+    if (o.npaths != 1) {
+        weir_cli_opts_free(&o);
+        return weir_cli_usage_error("run", "%s", "expects exactly one FILE.lua (or recipe DIR)");
+    }
+    path = o.paths[0];
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "weir run: cannot open %s: %s\n", path, strerror(errno));
+        weir_cli_opts_free(&o);
+        return WEIR_EXIT_FAIL;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "weir run: %s is a directory; recipe directories need a "
+                        "recipe.lua (recipe support is not built yet)\n", path);
+        weir_cli_opts_free(&o);
+        return WEIR_EXIT_FAIL;
+    }
+    r.o = &o;
+    r.e = weir_cli_engine(&o);
+    r.exit_code = WEIR_EXIT_FAIL;
+    if (!r.e) { weir_cli_opts_free(&o); return WEIR_EXIT_FAIL; }
+    dir = weir_cli_dirname(path);
+    st = dir ? weir_state_new(r.e, weir_cli_basename(path), (const char *const *)&dir, 1, &err)
+             : NULL;
+    free(dir);
+    if (!st) {
+        fprintf(stderr, "weir: cannot create the Lua state: %s\n", err ? err : "out of memory");
+        goto out;
+    }
+    job = weir_job_new(st);
+    if (!job) {
+        fprintf(stderr, "weir: cannot create the job: out of memory\n");
+        goto out;
+    }
+    if (weir_state_load_file(st, job->co, path) != LUA_OK) {
+        weir_cli_print_error(r.e, "", lua_tostring(job->co, -1));
+        weir_job_release(job);
+        goto out;
+    }
+    {
+        struct weir_cli_params_ctx pctx = {job->co, &o};
+        if (weir_state_pcall(st, weir_cli_push_params, &pctx, NULL, 0) != LUA_OK) {
+            fprintf(stderr, "weir: out of memory building params\n");
+            weir_job_release(job);
+            goto out;
+        }
+    }
+    weir_job_start(job, 1, weir_cli_run_done, &r);
+    weir_engine_run(r.e);
+    if (!r.finished) {
+        fprintf(stderr, "weir: %s: the job is waiting on %s but nothing can complete it "
+                        "(deadlock)\n", path,
+                job->op && job->op->what ? job->op->what : "an engine call");
+        r.exit_code = WEIR_EXIT_FAIL;
+    }
+    weir_job_release(job);
+out:
+    weir_engine_free(r.e);
+    weir_cli_opts_free(&o);
+    return r.exit_code;
+}
+
+/* ---- test ---- */
+
+typedef struct weir_cli_files {
+    char **v;
+    size_t n, cap;
+} weir_cli_files;
+
+static int weir_cli_files_add(weir_cli_files *f, const char *path) {
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 16;
+        char **p = realloc(f->v, cap * sizeof *p);
+        if (!p) return -1;
+        f->v = p;
+        f->cap = cap;
+    }
+    f->v[f->n] = strdup(path);
+    return f->v[f->n] ? (int)f->n++ * 0 : -1;
+}
+
+static int weir_cli_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int weir_cli_strcmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int weir_cli_collect(weir_cli_files *f, const char *path, int depth) {
+    struct stat sb;
+    DIR *d;
+    struct dirent *de;
+    if (depth > 32) return 0;
+    if (stat(path, &sb) != 0) return -1;
+    if (!S_ISDIR(sb.st_mode)) return weir_cli_files_add(f, path);
+    d = opendir(path);
+    if (!d) return -1;
+    while ((de = readdir(d)) != NULL) {
+        char child[PATH_MAX];
+        struct stat cs;
+        if (de->d_name[0] == '.') continue;
+        snprintf(child, sizeof child, "%s/%s", path, de->d_name);
+        if (stat(child, &cs) != 0) continue;
+        if (S_ISDIR(cs.st_mode)) weir_cli_collect(f, child, depth + 1);
+        else if (weir_cli_ends_with(de->d_name, "_spec.lua")) weir_cli_files_add(f, child);
+    }
+    closedir(d);
+    return 0;
+}
+
+static const char weir_cli_test_boot[] =
+    "local chunk, env, path, opts = ...\n"
+    "local spec = require 'weir.spec'\n"
+    "return spec.run_file(chunk, env, path, opts)\n";
+
+typedef struct weir_cli_test {
+    weir_engine *e;
+    long passed, failed;
+    int finished;
+} weir_cli_test;
+
+static void weir_cli_test_done(weir_job *job, void *data) {
+    weir_cli_test *t = data;
+    t->finished = 1;
+    if (job->status == WEIR_JOB_DONE && job->nres >= 2) {
+        int top = lua_gettop(job->co);
+        t->passed += (long)lua_tointeger(job->co, top - job->nres + 1);
+        t->failed += (long)lua_tointeger(job->co, top - job->nres + 2);
+    } else {
+        weir_cli_print_error(t->e, "FAIL (spec runner) ",
+                             job->error ? job->error : "the spec file did not report results");
+        t->failed++;
+    }
+    uv_stop(t->e->loop);
+}
+
+struct weir_cli_test_args {
+    lua_State *co;
+    const char *path;
+    weir_cli_opts *o;
+};
+
+/* co: boot chunk, file chunk -> boot chunk, file chunk, env, path, opts */
+static int weir_cli_test_push_args(lua_State *L) {
+    struct weir_cli_test_args *a = lua_touserdata(L, 1);
+    lua_State *co = a->co;
+    (void)L;
+    lua_getupvalue(co, -1, 1);               /* the chunk's env */
+    lua_pushstring(co, a->path);
+    lua_createtable(co, 0, 2);
+    if (a->o->filter) {
+        lua_pushstring(co, a->o->filter);
+        lua_setfield(co, -2, "filter");
+    }
+    lua_pushboolean(co, a->o->verbose);
+    lua_setfield(co, -2, "verbose");
+    return 0;
+}
+
+static void weir_cli_test_file(weir_cli_test *t, weir_cli_opts *o, const char *path) {
+    const char *err = NULL;
+    char *dir = weir_cli_dirname(path);
+    weir_state *st = dir ? weir_state_new(t->e, weir_cli_basename(path),
+                                          (const char *const *)&dir, 1, &err) : NULL;
+    weir_job *job;
+    struct weir_cli_test_args args = {NULL, path, o};
+    free(dir);
+    if (!st) {
+        fprintf(stderr, "FAIL %s: cannot create a Lua state: %s\n", path, err ? err : "out of memory");
+        t->failed++;
+        return;
+    }
+    job = weir_job_new(st);
+    if (!job) {
+        fprintf(stderr, "FAIL %s: cannot create a job\n", path);
+        t->failed++;
+        weir_state_free(st);
+        return;
+    }
+    if (weir_state_load_buffer(st, job->co, weir_cli_test_boot, sizeof weir_cli_test_boot - 1,
+                               "=weir test") != LUA_OK ||
+        weir_state_load_file(st, job->co, path) != LUA_OK) {
+        weir_cli_print_error(t->e, "FAIL ", lua_tostring(job->co, -1));
+        t->failed++;
+        weir_job_release(job);
+        weir_state_free(st);
+        return;
+    }
+    args.co = job->co;
+    if (weir_state_pcall(st, weir_cli_test_push_args, &args, NULL, 0) != LUA_OK) {
+        fprintf(stderr, "FAIL %s: out of memory\n", path);
+        t->failed++;
+        weir_job_release(job);
+        weir_state_free(st);
+        return;
+    }
+    t->finished = 0;
+    weir_job_start(job, 4, weir_cli_test_done, t);
+    weir_engine_run(t->e);
+    if (!t->finished) {
+        fprintf(stderr, "FAIL %s: the spec job is waiting on %s but nothing can complete it "
+                        "(deadlock)\n", path,
+                job->op && job->op->what ? job->op->what : "an engine call");
+        t->failed++;
+    }
+    weir_job_release(job);
+    weir_state_free(st);
+}
+
+static int weir_cli_cmd_test(int argc, char **argv) {
+    weir_cli_opts o = {0};
+    weir_cli_files files = {0};
+    weir_cli_test t = {0};
+    size_t i;
+    int rc = weir_cli_parse("test", argc, argv, &o, 0, 1);
+    if (rc < 0) { weir_cli_opts_free(&o); return -1; }
+    if (rc) { weir_cli_opts_free(&o); return rc; }
+    if (o.npaths == 0) o.paths[o.npaths++] = "tests";
+    for (i = 0; i < (size_t)o.npaths; i++) {
+        if (weir_cli_collect(&files, o.paths[i], 0) != 0) {
+            fprintf(stderr, "weir test: cannot read %s: %s\n", o.paths[i], strerror(errno));
+            rc = WEIR_EXIT_FAIL;
+        }
+    }
+    if (files.n == 0) {
+        fprintf(stderr, "weir test: no *_spec.lua files found\n");
+        printf("0 passed, 0 failed\n");
+        weir_cli_opts_free(&o);
+        free(files.v);
+        return WEIR_EXIT_FAIL;
+    }
+    qsort(files.v, files.n, sizeof *files.v, weir_cli_strcmp);
+    t.e = weir_cli_engine(&o);
+    if (t.e) {
+        for (i = 0; i < files.n; i++) weir_cli_test_file(&t, &o, files.v[i]);
+        weir_engine_free(t.e);
+    } else {
+        rc = WEIR_EXIT_FAIL;
+    }
+    for (i = 0; i < files.n; i++) free(files.v[i]);
+    free(files.v);
+    weir_cli_opts_free(&o);
+    printf("%ld passed, %ld failed\n", t.passed, t.failed);
+    fflush(stdout);
+    if (rc) return rc;
+    return (t.failed == 0 && t.passed > 0) ? WEIR_EXIT_OK : WEIR_EXIT_FAIL;
+}
+
+/* ---- version / help ---- */
+
+static int weir_cli_cmd_version(int argc, char **argv) {
+    (void)argc; (void)argv;
+    printf("weir %s (%s, libuv %s)\n", WEIR_VERSION, LUA_RELEASE, uv_version_string());
+    return WEIR_EXIT_OK;
+}
+
+static int weir_cli_cmd_help(int argc, char **argv);
+
+static const weir_cli_cmd weir_cli_cmds[] = {
+    {"run", "run a Lua script as one job",
+     "usage: weir run FILE.lua [--set key=value ...] [options]\n"
+     "\n"
+     "Runs FILE.lua as one job in a fresh sandboxed state.  The chunk receives a\n"
+     "params table built from --set as its first argument (local params = ...).\n"
+     "Non-nil return values are printed to stdout as JSON, one per line.\n"
+     "Exit status: 0 success, 1 the script failed (error on stderr), 2 usage.\n"
+     "\n"
+     "options:\n"
+     "  --set, -s key=value   add a parameter (repeatable)\n"
+     "  --mem-limit SIZE      memory cap of the Lua state (default 256m)\n"
+     "  --cpu-limit MS        max run time without yielding (default 5000)\n"
+     "  --log-level LEVEL     debug | info | warn | error (default info)\n"
+     "  --log-file FILE       append JSON-lines logs to FILE (default stderr)\n",
+     weir_cli_cmd_run},
+    {"test", "run *_spec.lua files",
+     "usage: weir test [PATH ...] [--filter TEXT] [--verbose]\n"
+     "\n"
+     "Runs every *_spec.lua under the given files or directories (default: tests),\n"
+     "each in its own sandboxed state, and prints 'N passed, N failed'.\n"
+     "Exit status: 0 when nothing failed and at least one test ran, else 1.\n"
+     "\n"
+     "options:\n"
+     "  --filter TEXT         run only tests whose full name contains TEXT\n"
+     "  --verbose, -v         print passing tests too\n"
+     "  --mem-limit SIZE, --cpu-limit MS, --log-level LEVEL as for 'weir run'\n",
+     weir_cli_cmd_test},
+    {"version", "print the version", "usage: weir version\n", weir_cli_cmd_version},
+    {"help", "show help for a command", "usage: weir help [COMMAND]\n", weir_cli_cmd_help},
+    {NULL, NULL, NULL, NULL}};
+
+static void weir_cli_print_overview(FILE *out) {
+    const weir_cli_cmd *c;
+    fprintf(out, "weir %s -- a Lua-scriptable integration engine\n\n"
+                 "usage: weir COMMAND [ARGS]\n\ncommands:\n", WEIR_VERSION);
+    for (c = weir_cli_cmds; c->name; c++) fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out, "\nRun 'weir help COMMAND' for a command's options.\n"
+                 "Environment: WEIR_ENV_ALLOW, WEIR_LOG_LEVEL, WEIR_LOG_FILE, WEIR_MEM_LIMIT,\n"
+                 "WEIR_CPU_LIMIT_MS, WEIR_CA_BUNDLE, WEIR_LIB_PATH, WEIR_CONNECTORS_PATH.\n");
+}
+
+static const weir_cli_cmd *weir_cli_find(const char *name) {
+    const weir_cli_cmd *c;
+    for (c = weir_cli_cmds; c->name; c++)
+        if (strcmp(c->name, name) == 0) return c;
+    return NULL;
+}
+
+static size_t weir_cli_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b), i, j;
+    size_t row[64];
+    if (la >= 63 || lb >= 63) return 99;
+    for (j = 0; j <= lb; j++) row[j] = j;
+    for (i = 1; i <= la; i++) {
+        size_t prev = row[0], cur;
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            cur = row[j];
+            row[j] = row[j] + 1;
+            if (row[j - 1] + 1 < row[j]) row[j] = row[j - 1] + 1;
+            if (prev + cost < row[j]) row[j] = prev + cost;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+static const char *weir_cli_suggest(const char *name) {
+    const weir_cli_cmd *c, *best = NULL;
+    size_t bestd = 3;
+    for (c = weir_cli_cmds; c->name; c++) {
+        size_t d = weir_cli_distance(name, c->name);
+        if (d < bestd || (strncmp(c->name, name, strlen(name)) == 0 && strlen(name) >= 2)) {
+            bestd = d;
+            best = c;
+        }
+    }
+    return best ? best->name : NULL;
+}
+
+static int weir_cli_unknown(const char *what, const char *name) {
+    const char *s = weir_cli_suggest(name);
+    fprintf(stderr, "weir: unknown %s '%s'.", what, name);
+    if (s) fprintf(stderr, " Did you mean '%s'?", s);
+    fprintf(stderr, "\nRun 'weir --help' for the list of commands.\n");
+    return WEIR_EXIT_USAGE;
+}
+
+static int weir_cli_cmd_help(int argc, char **argv) {
+    const weir_cli_cmd *c;
+    if (argc < 2) {
+        weir_cli_print_overview(stdout);
+        return WEIR_EXIT_OK;
+    }
+    c = weir_cli_find(argv[1]);
+    if (!c) return weir_cli_unknown("command", argv[1]);
+    fputs(c->usage, stdout);
+    return WEIR_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    const weir_cli_cmd *c;
+    int rc;
+    if (argc < 2) {
+        weir_cli_print_overview(stderr);
+        return WEIR_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        weir_cli_print_overview(stdout);
+        return WEIR_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+        return weir_cli_cmd_version(argc - 1, argv + 1);
+    if (argv[1][0] == '-') return weir_cli_unknown("flag", argv[1]);
+    c = weir_cli_find(argv[1]);
+    if (!c) return weir_cli_unknown("command", argv[1]);
+    rc = c->run(argc - 1, argv + 1);
+    if (rc < 0) {               /* --help given to the command */
+        fputs(c->usage, stdout);
+        return WEIR_EXIT_OK;
+    }
+    return rc;
+}

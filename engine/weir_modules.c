@@ -1,0 +1,20 @@
+/*
+ * weir_modules.c -- the built-in modules every state can require.
+ * Order matters for engine_init (first to last) and engine_close (last
+ * to first).
+ */
+#include "weir_engine.h"
+
+#include "weir_crypto.h"
+#include "weir_http.h"
+#include "weir_json.h"
+#include "weir_log.h"
+#include "weir_task.h"
+
+const weir_module weir_modules[] = {
+    {"weir.json", weir_open_json, NULL, NULL},
+    {"weir.crypto", weir_open_crypto, NULL, NULL},
+    {"weir.log", weir_open_log, NULL, NULL},
+    {"weir.task", weir_open_task, NULL, NULL},
+    {"weir.http", weir_open_http, weir_http_engine_init, weir_http_engine_close},
+    {NULL, NULL, NULL, NULL}};
