@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -103,6 +104,8 @@ struct weir_http_op {
     size_t req_body_len;
     char *url;                  /* requested URL with the query */
     weir_http_key *keys;        /* scratch: sorted query keys */
+    char *query;                /* scratch: encoded query= pairs */
+    size_t query_len, query_cap;
 
     char *body;                 /* response body, grows as it arrives */
     size_t body_len, body_cap;
@@ -405,6 +408,7 @@ static void weir_http_op_destroy(weir_http_op *op) {
     free(op->req_body);
     free(op->url);
     free(op->keys);
+    free(op->query);
     free(op->body);
     free(op);
 }
@@ -793,27 +797,40 @@ static const char *weir_http_scalar(lua_State *L, int allow_bool, size_t *len) {
     }
 }
 
+static int weir_http_query_add(weir_http_op *op, const char *s) {
+    size_t len = strlen(s);
+    if (op->query_len + len + 1 > op->query_cap) {
+        size_t cap = op->query_cap ? op->query_cap : 256;
+        char *grown;
+        while (cap < op->query_len + len + 1)
+            cap *= 2;
+        grown = realloc(op->query, cap);
+        if (!grown)
+            return -1;
+        op->query = grown;
+        op->query_cap = cap;
+    }
+    memcpy(op->query + op->query_len, s, len + 1);
+    op->query_len += len;
+    return 0;
+}
+
+/* Percent-encoding is curl's (upper-case hex, as RFC 3986 recommends;
+ * CURLU would lower-case it, which breaks request signatures). */
 static void weir_http_append_pair(lua_State *L, weir_http_op *op,
                                   const char *key, size_t klen,
                                   const char *val, size_t vlen) {
-    char *ek, *ev;
-    CURLUcode uc;
-    ek = curl_easy_escape(op->easy, key, (int)klen);
-    ev = curl_easy_escape(op->easy, val, (int)vlen);
-    if (!ek || !ev) {
-        curl_free(ek);
-        curl_free(ev);
-        weir_http_oom(L);
-    }
-    lua_pushfstring(L, "%s=%s", ek, ev);
+    char *ek = curl_easy_escape(op->easy, key, (int)klen);
+    char *ev = curl_easy_escape(op->easy, val, (int)vlen);
+    int failed = !ek || !ev ||
+                 (op->query_len > 0 && weir_http_query_add(op, "&") != 0) ||
+                 weir_http_query_add(op, ek) != 0 ||
+                 weir_http_query_add(op, "=") != 0 ||
+                 weir_http_query_add(op, ev) != 0;
     curl_free(ek);
     curl_free(ev);
-    uc = curl_url_set(op->curlu, CURLUPART_QUERY, lua_tostring(L, -1),
-                      CURLU_APPENDQUERY);
-    lua_pop(L, 1);
-    if (uc != CURLUE_OK)
-        luaL_error(L, "http.request: cannot add query parameter '%s': %s",
-                   key, curl_url_strerror(uc));
+    if (failed)
+        weir_http_oom(L);
 }
 
 /* Appends the value at top (scalar or array of scalars) as key=value. */
@@ -881,11 +898,28 @@ static void weir_http_build_query(lua_State *L, weir_http_op *op, int qidx) {
     }
 }
 
+/* Inserts op->query into op->url before any fragment, after "?" or
+ * "&" as the URL needs. */
+static void weir_http_join_query(lua_State *L, weir_http_op *op) {
+    const char *full = op->url, *hash = strchr(full, '#');
+    size_t head = hash ? (size_t)(hash - full) : strlen(full);
+    const char *q = memchr(full, '?', head);
+    const char *sep = !q ? "?" : (full[head - 1] == '?' || full[head - 1] == '&')
+                                 ? "" : "&";
+    size_t n = head + strlen(sep) + op->query_len + strlen(full + head) + 1;
+    char *joined = malloc(n);
+    if (!joined)
+        weir_http_oom(L);
+    snprintf(joined, n, "%.*s%s%s%s", (int)head, full, sep, op->query,
+             full + head);
+    free(op->url);
+    op->url = joined;
+}
+
 /* URL + query -> op->url.  The URL parser is curl's (CURLU). */
 static void weir_http_build_url(lua_State *L, weir_http_op *op, int opts) {
-    char *full = NULL, *scheme = NULL;
+    char *full = NULL, *scheme = NULL, scheme_copy[32];
     CURLUcode uc;
-    int https;
     if (lua_getfield(L, opts, "url") != LUA_TSTRING)
         luaL_error(L, "http.request: field 'url' must be a string (got %s)",
                    luaL_typename(L, -1));
@@ -898,14 +932,11 @@ static void weir_http_build_url(lua_State *L, weir_http_op *op, int opts) {
                    curl_url_strerror(uc), lua_tostring(L, -1));
     if (curl_url_get(op->curlu, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
         weir_http_oom(L);
-    https = strcmp(scheme, "https") == 0;
-    if (!https && strcmp(scheme, "http") != 0) {
-        lua_pushstring(L, scheme);
-        curl_free(scheme);
+    snprintf(scheme_copy, sizeof scheme_copy, "%s", scheme);
+    curl_free(scheme);      /* before anything can raise */
+    if (strcmp(scheme_copy, "https") != 0 && strcmp(scheme_copy, "http") != 0)
         luaL_error(L, "http.request: field 'url' must be an http or https URL "
-                   "(got scheme '%s')", lua_tostring(L, -1));
-    }
-    curl_free(scheme);
+                   "(got scheme '%s')", scheme_copy);
     lua_pop(L, 1);
 
     switch (lua_getfield(L, opts, "query")) {
@@ -926,6 +957,8 @@ static void weir_http_build_url(lua_State *L, weir_http_op *op, int opts) {
     curl_free(full);
     if (!op->url)
         weir_http_oom(L);
+    if (op->query_len > 0)
+        weir_http_join_query(L, op);
 }
 
 typedef struct weir_http_hdr_flags {

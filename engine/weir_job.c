@@ -441,7 +441,11 @@ static int weir_co_guard(lua_State *L, lua_State *co, const char *what) {
 
 static int weir_co_resume(lua_State *L) {
     lua_State *co = weir_co_check(L, 1);
-    weir_co_guard(L, co, "resume");
+    if (weir_job_is_parked(L, co)) {          /* stock convention: false, msg */
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "cannot resume a coroutine that is waiting on an engine call");
+        return 2;
+    }
     return weir_co_step(L, co, lua_gettop(L) - 1, 0);
 }
 

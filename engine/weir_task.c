@@ -13,6 +13,7 @@
 #include "weir_task.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,9 +54,15 @@ static uint64_t weir_task_ms(double seconds) {
 
 static double weir_task_check_seconds(lua_State *L, int idx, const char *what) {
     double s = luaL_checknumber(L, idx);
-    if (!(s >= 0) || s > WEIR_TASK_MAX_SLEEP)
-        luaL_error(L, "%s: seconds must be between 0 and %.0f (got %f)", what,
-                   WEIR_TASK_MAX_SLEEP, s);
+    if (!(s >= 0) || s > WEIR_TASK_MAX_SLEEP) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: seconds must be between 0 and %.0f (got %g)", what,
+                 WEIR_TASK_MAX_SLEEP, s);
+        luaL_where(L, 1);
+        lua_pushstring(L, msg);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
     return s;
 }
 

@@ -12,8 +12,9 @@ Endpoints (any method unless noted):
   /status/{code}            that status; ?retry_after=S adds Retry-After
   /delay?ms=N[&group=G]     answers after N ms (counted in /inflight)
   /barrier?group=G&n=N      answers once N requests of G are in flight at
-                            the same time (504 after ?timeout_ms=, 60 s)
-  /inflight?group=G         {"current","max","total"} for G
+                            the same time (504 after ?timeout_ms=, 60 s);
+                            a client hanging up first counts as abandoned
+  /inflight?group=G         {"current","max","total","abandoned"} for G
   /bytes?n=N[&chunked=1]    N bytes of a-z repeated (chunked: no length)
   /gzip                     a gzip-encoded JSON document
   /redirect?to=P&n=K        a chain of K redirects (?code=, 302) ending at P
@@ -30,6 +31,7 @@ import argparse
 import gzip
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -59,7 +61,8 @@ class Groups:
         self.stats = {}
 
     def _get(self, group):
-        return self.stats.setdefault(group, {"current": 0, "max": 0, "total": 0})
+        return self.stats.setdefault(
+            group, {"current": 0, "max": 0, "total": 0, "abandoned": 0})
 
     def enter(self, group):
         with self.cond:
@@ -74,16 +77,21 @@ class Groups:
             self._get(group)["current"] -= 1
             self.cond.notify_all()
 
-    def wait_for(self, group, n, timeout):
-        """True once n requests of group are (or were) in flight together."""
+    def wait_for(self, group, n, timeout, gone):
+        """"ok" once n requests of group are (or were) in flight together,
+        "timeout" after timeout seconds, "gone" when gone() says the client
+        hung up (checked every 50 ms; counted as abandoned)."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while self._get(group)["max"] < n:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return False
-                self.cond.wait(left)
-            return True
+                    return "timeout"
+                if gone():
+                    self._get(group)["abandoned"] += 1
+                    return "gone"
+                self.cond.wait(min(left, 0.05))
+            return "ok"
 
     def snapshot(self, group):
         with self.cond:
@@ -160,6 +168,16 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = dispatch
     do_HEAD = do_OPTIONS = dispatch
 
+    def client_gone(self):
+        """True when the client closed its end (EOF or reset pending)."""
+        try:
+            ready, _, _ = select.select([self.connection], [], [], 0)
+            if not ready:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
     # -- endpoints --------------------------------------------------------
 
     def ep_echo(self, path):
@@ -206,10 +224,14 @@ class Handler(BaseHTTPRequestHandler):
         timeout = qint(self.query, "timeout_ms", 60000) / 1000.0
         GROUPS.enter(group)
         try:
-            ok = GROUPS.wait_for(group, n, timeout)
+            outcome = GROUPS.wait_for(group, n, timeout, self.client_gone)
         finally:
             GROUPS.leave(group)
-        self.send_json(200 if ok else 504, {"group": group, "n": n, "reached": ok})
+        if outcome == "gone":
+            self.close_connection = True
+            return
+        self.send_json(200 if outcome == "ok" else 504,
+                       {"group": group, "n": n, "reached": outcome == "ok"})
 
     def ep_inflight(self, path):
         group = self.query.get("group", ["default"])[0]
@@ -306,6 +328,14 @@ class Server(ThreadingHTTPServer):
     # listen backlog would drop SYNs and stall them for a retransmit.
     request_queue_size = 4096
     verbose = False
+
+    def handle_error(self, request, client_address):
+        # Clients hanging up mid-response (timeouts, cancelled requests,
+        # max_body aborts) are what the tests provoke: not worth a trace.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)) and not self.verbose:
+            return
+        super().handle_error(request, client_address)
 
 
 def write_port_file(path, port):

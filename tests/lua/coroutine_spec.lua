@@ -1,0 +1,82 @@
+-- The engine-aware coroutine library: engine calls inside user coroutines.
+local task = require "weir.task"
+
+describe("coroutine inside a job", function()
+  it("plain generators work as in stock Lua", function()
+    local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end)
+    assert.same({1, 2, 3}, {gen(), gen(), gen()})
+  end)
+
+  it("an engine call inside a coroutine reaches the scheduler and returns", function()
+    local co = coroutine.create(function(x)
+      task.sleep(0.001)
+      local y = coroutine.yield(x + 1)
+      task.sleep(0.001)
+      return y * 2
+    end)
+    local ok, v = coroutine.resume(co, 1)
+    assert.is_true(ok)
+    assert.equals(2, v)
+    local ok2, v2 = coroutine.resume(co, 10)
+    assert.is_true(ok2)
+    assert.equals(20, v2)
+    assert.equals("dead", coroutine.status(co))
+  end)
+
+  it("nested coroutines forward engine yields through every level", function()
+    local inner = coroutine.wrap(function() task.sleep(0.001); coroutine.yield("a"); return "b" end)
+    local outer = coroutine.wrap(function()
+      local x = inner()
+      task.sleep(0.001)
+      coroutine.yield(x)
+      return inner()
+    end)
+    assert.equals("a", outer())
+    assert.equals("b", outer())
+  end)
+
+  it("errors inside a coroutine come back as false, message", function()
+    local co = coroutine.create(function() task.sleep(0.001); error("inner boom") end)
+    local ok, err = coroutine.resume(co)
+    assert.is_false(ok)
+    expect(err).to_match("inner boom")
+  end)
+
+  it("coroutine.wrap propagates errors with position", function()
+    local f = coroutine.wrap(function() error("wrapped boom") end)
+    assert.has_error(f, "wrapped boom")
+  end)
+
+  it("a coroutine parked on an engine call cannot be resumed by another task", function()
+    local parked
+    local h = task.spawn(function()
+      parked = coroutine.running()
+      task.sleep(0.05)
+      return "finished normally"
+    end)
+    task.sleep(0.001)
+    local ok, err = coroutine.resume(parked)
+    assert.is_false(ok)
+    expect(err).to_match("waiting on an engine call")
+    assert.has_error(function() coroutine.close(parked) end, "waiting on an engine call")
+    local ok2, v = task.wait(h)
+    assert.is_true(ok2)
+    assert.equals("finished normally", v)
+  end)
+
+  it("an engine call across a C boundary fails with a clear error", function()
+    local t = {3, 1, 2}
+    assert.has_error(function()
+      table.sort(t, function(a, b) task.sleep(0); return a < b end)
+    end, "C-call boundary")
+  end)
+
+  it("an engine call in a coroutine resumed from a C boundary is refused", function()
+    local co = coroutine.wrap(function() task.sleep(0.001) end)
+    assert.has_error(function()
+      table.sort({2, 1}, function(a, b) co(); return a < b end)
+    end, "C-call boundary")
+    -- the job can still make engine calls afterwards
+    task.sleep(0.001)
+  end)
+end)
