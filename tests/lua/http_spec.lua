@@ -20,15 +20,16 @@ local function ok_get(path, opts)
   return res
 end
 
--- Polls the mock until `group` has `n` requests in flight: bounded, and a
--- condition rather than a guess at how long something takes.
-local function wait_inflight(group, n)
-  for _ = 1, 500 do
+-- Polls the mock until its `stat` for `group` reaches n (current: in
+-- flight, abandoned: clients that hung up): bounded, and a condition
+-- rather than a guess at how long something takes.
+local function wait_stat(group, stat, n)
+  for _ = 1, 1000 do
     local now = ok_get("/inflight", { query = { group = group } }):json()
-    if now.current >= n then return now end
+    if now[stat] >= n then return now end
     task.sleep(0.01)
   end
-  error("the mock never saw " .. n .. " request(s) of group " .. group)
+  error("the mock never reported " .. stat .. " >= " .. n .. " for " .. group)
 end
 
 local group_seq = 0
@@ -404,16 +405,16 @@ describe("http.request concurrency", function()
     local group = new_group("cancel")
     local h = task.spawn(function()
       return get("/barrier", { query = { group = group, n = 2,
-                                         timeout_ms = 3000 } })
+                                         timeout_ms = 30000 } })
     end)
-    wait_inflight(group, 1)
+    wait_stat(group, "current", 1)
     task.cancel(h)
     local ok, err = task.wait(h)
     expect(ok).to_equal(false)
     expect(tostring(err)).to_contain("cancel")
     expect(task.status(h)).to_equal("failed")
-    -- the mock sees the connection go away: its request ends as the
-    -- barrier times out, and the client is still fine.
+    -- the connection is closed: the mock sees the client hang up
+    wait_stat(group, "abandoned", 1)
     expect(ok_get("/echo").status).to_equal(200)
   end)
 end)
