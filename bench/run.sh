@@ -10,7 +10,7 @@
 #   BENCH_HTTP_N   HTTP requests (default 20000)
 #   BENCH_HTTP_CONCURRENCY  (default 64)
 #   BENCH_BATCH    transform records generated per batch (default 10000)
-#   BENCH_REPEAT   HTTP runs per side, fastest kept (default 1)
+#   BENCH_REPEAT   runs per side, interleaved, best kept (default 3)
 #   WEIR_BIN       use this weir binary instead of building build-bench/
 # Everything runs on this machine; HTTP traffic goes to a private nginx on
 # 127.0.0.1 only.
@@ -42,8 +42,8 @@ if [ "$which" = all ] || [ "$which" = http ]; then
   "$here/http_fanout/run.sh" || status=1
 fi
 
-printf '\n== summary (%s, %s cores, %ss) ==\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
-  "$(nproc)" "$(( $(date +%s) - start ))"
+printf '\n== summary (%s, %s cores, %ss, load average now %s) ==\n' \
+  "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(( $(date +%s) - start ))" "$(bench_loadavg)"
 printf '%-10s %-16s %10s %14s %-11s %9s  %s\n' bench side seconds rate unit RSS_MiB note
 while IFS=$'\t' read -r bench side secs rate unit rss note; do
   printf '%-10s %-16s %10.3f %14.0f %-11s %9s  %s\n' "$bench" "$side" "$secs" "$rate" \

@@ -14,6 +14,7 @@
 
 #include "weir_job.h"
 #include "weir_state.h"
+#include "weir_store.h"
 
 void weir_config_defaults(weir_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -125,7 +126,9 @@ void weir_engine_free(weir_engine *e) {
     if (!e) return;
     e->closing = 1;
     while (e->states) weir_state_free(e->states);
-    /* jobs of freed states were dropped from the queue by weir_state_free */
+    /* jobs of freed states were dropped from the queue by weir_state_free;
+     * the store finishes in-flight requests during the final uv_run */
+    if (e->store) weir_store_close(e->store);
     for (m = weir_modules; m->name; m++) n++;
     while (n--)
         if (weir_modules[n].engine_close) weir_modules[n].engine_close(e);

@@ -23,6 +23,7 @@
 typedef struct weir_engine weir_engine;
 typedef struct weir_state weir_state;
 typedef struct weir_job weir_job;
+typedef struct weir_store weir_store;
 
 /* Defaults: see docs/architecture.md. */
 #define WEIR_DEFAULT_MEM_LIMIT   ((size_t)256 * 1024 * 1024)
@@ -35,6 +36,7 @@ typedef struct weir_config {
     const char *connectors_path; /* connectors/ directory */
     const char *ca_bundle;     /* NULL: libcurl's default */
     const char *env_allow;     /* comma list of names os.getenv may read */
+    const char *store_url;     /* NULL: SQLite in $WEIR_DATA_DIR */
 } weir_config;
 
 /* A built-in module, loadable with require(name) from every state. */
@@ -62,6 +64,7 @@ struct weir_engine {
     uint64_t clock_offset_ns;  /* injectable clock for tests */
 
     void *http;                /* weir_http private data */
+    weir_store *store;         /* opened on first use (weir_store_of_engine) */
     int closing;
 };
 

@@ -93,6 +93,7 @@ weir_job *weir_job_new(weir_state *st) {
     job->st = st;
     job->co_ref = LUA_NOREF;
     job->err_ref = LUA_NOREF;
+    job->locals_ref = LUA_NOREF;
     job->refs = 1;
     ctx.job = job;
     lua_pushcfunction(st->L, weir_job_new_protected);
@@ -123,6 +124,7 @@ void weir_job_release(weir_job *job) {
     if (st) {
         if (job->co_ref != LUA_NOREF) luaL_unref(st->L, LUA_REGISTRYINDEX, job->co_ref);
         if (job->err_ref != LUA_NOREF) luaL_unref(st->L, LUA_REGISTRYINDEX, job->err_ref);
+        if (job->locals_ref != LUA_NOREF) luaL_unref(st->L, LUA_REGISTRYINDEX, job->locals_ref);
         if (job->prev_in_state) job->prev_in_state->next_in_state = job->next_in_state;
         else if (st->jobs == job) st->jobs = job->next_in_state;
         if (job->next_in_state) job->next_in_state->prev_in_state = job->prev_in_state;
@@ -138,6 +140,16 @@ void weir_job_start(weir_job *job, int nargs, weir_job_done_fn on_done, void *da
     job->on_done_data = data;
     job->status = WEIR_JOB_READY;
     weir_engine_ready(job->st->eng, job);
+}
+
+void weir_job_push_locals(lua_State *L, weir_job *job) {
+    if (job->locals_ref == LUA_NOREF) {
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        job->locals_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->locals_ref);
 }
 
 /* ---- ending a job ---- */

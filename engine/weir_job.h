@@ -83,6 +83,7 @@ struct weir_job {
     char *kill_reason;          /* malloc'd, message of the kill */
     char *error;                /* malloc'd "file:line: msg" + traceback */
     int err_ref;                /* registry ref of the error value, or LUA_NOREF */
+    int locals_ref;             /* registry ref of the job's locals table */
 
     weir_job_done_fn on_done;
     void *on_done_data;
@@ -128,6 +129,10 @@ void weir_job_resume(weir_job *job);
 
 /* Installs the engine-aware `coroutine` library into table at top. */
 void weir_job_open_coroutine(lua_State *L);
+
+/* Pushes the job's locals table (created on first use): per-job data of
+ * modules (staged cursors, run counters).  Call from Lua context. */
+void weir_job_push_locals(lua_State *L, weir_job *job);
 
 /* The unique value engine yields carry; user yields never equal it. */
 void *weir_job_yield_tag(void);

@@ -859,7 +859,8 @@ static void weir_json_enc_object_sorted(weir_json_encoder *e, int idx,
     for (i = base; i < e->nkeys; i++)
         if (e->keys[i].is_int)
             e->keys[i].s = e->keys[i].digits;
-    qsort(e->keys + base, n, sizeof *e->keys, weir_json_key_cmp);
+    if (n > 1)
+        qsort(e->keys + base, n, sizeof *e->keys, weir_json_key_cmp);
 
     weir_json_enc_char(e, '{');
     for (i = 0; i < n; i++) {

@@ -15,6 +15,7 @@
 
 #define WEIR_JSON_SORT_KEYS 0x1   /* canonical: object keys sorted */
 #define WEIR_JSON_PRETTY    0x2
+#define WEIR_JSON_CANONICAL 0x4   /* integral floats written as integers (hashing) */
 
 /* Lua module "weir.json". */
 int weir_open_json(lua_State *L);

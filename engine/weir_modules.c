@@ -6,8 +6,10 @@
 #include "weir_engine.h"
 
 #include "weir_crypto.h"
+#include "weir_cursor.h"
 #include "weir_http.h"
 #include "weir_json.h"
+#include "weir_ledger.h"
 #include "weir_log.h"
 #include "weir_task.h"
 
@@ -16,5 +18,7 @@ const weir_module weir_modules[] = {
     {"weir.crypto", weir_open_crypto, NULL, NULL},
     {"weir.log", weir_open_log, NULL, NULL},
     {"weir.task", weir_open_task, NULL, NULL},
+    {"weir.ledger", weir_open_ledger, NULL, NULL},
+    {"weir.cursor", weir_open_cursor, NULL, NULL},
     {"weir.http", weir_open_http, weir_http_engine_init, weir_http_engine_close},
     {NULL, NULL, NULL, NULL}};

@@ -699,7 +699,7 @@ void weir_state_free(weir_state *st) {
     for (job = st->jobs; job; job = job->next_in_state) {
         job->st = NULL;
         job->co = NULL;
-        job->co_ref = LUA_NOREF;
+        job->co_ref = job->err_ref = job->locals_ref = LUA_NOREF;
     }
     st->jobs = NULL;
     /* finalizers are user code: bound them by the CPU cap too */

@@ -18,7 +18,7 @@ if [ -n "${BENCH_HTTP_N:-}" ]; then N=$BENCH_HTTP_N
 elif [ -n "${BENCH_N:-}" ] && [ "$BENCH_N" -lt 20000 ]; then N=$BENCH_N
 else N=20000; fi
 CONC=${BENCH_HTTP_CONCURRENCY:-64}
-REPEAT=${BENCH_REPEAT:-1}
+REPEAT=${BENCH_REPEAT:-3}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 bench_ensure_time
@@ -98,29 +98,30 @@ awk -v n="$N" -v u="$url" 'BEGIN {
 
 bench_log "http: $N GETs of $url ($size bytes), $CONC at a time, best of $REPEAT"
 
-# run_side NAME CMD... : runs REPEAT times, keeps the fastest run's files
-# as $work/NAME.{out,err,rss,wall,rc}.
-run_side() {
+# try_side NAME CMD... : one measured run; the fastest run of each side
+# is kept as $work/NAME.{out,err,rss,wall,rc}.
+try_side() {
   local name=$1; shift
-  local r best=
-  for r in $(seq 1 "$REPEAT"); do
-    bench_log "http: $name (run $r/$REPEAT)"
-    bench_measure "$work/$name.try" "$@" ||
-      { cat "$work/$name.try.err" >&2; bench_die "$name failed (exit $(cat "$work/$name.try.rc"))"; }
-    local wall; wall=$(cat "$work/$name.try.wall")
-    if [ -z "$best" ] || awk -v a="$wall" -v b="$best" 'BEGIN { exit !(a < b) }'; then
-      best=$wall
-      local f
-      for f in out err rss wall rc; do mv "$work/$name.try.$f" "$work/$name.$f"; done
-    fi
-  done
+  bench_log "http: $name (run $r/$REPEAT, load $(bench_loadavg))"
+  bench_measure "$work/$name.try" "$@" ||
+    { cat "$work/$name.try.err" >&2; bench_die "$name failed (exit $(cat "$work/$name.try.rc"))"; }
+  local got
+  if [ "$name" = curl ]; then got=$(grep -c '^200$' "$work/$name.try.out")
+  else got=$(bench_json_get "$work/$name.try.out" status_200); fi
+  # Every run must be complete, not only the fastest one.
+  [ "$got" = "$N" ] || bench_die "$name got $got x 200 in run $r, expected $N"
+  bench_keep_best "$name" "$(cat "$work/$name.try.wall")" lower
 }
 
-run_side weir "$WEIR_BIN" run "$here/weir_fanout.lua" \
-  --set "url=$url" --set "n=$N" --set "concurrency=$CONC"
-run_side curl curl -s --parallel --parallel-max "$CONC" -K "$work/curl.cfg" \
-  -w '%{http_code}\n'
-run_side node node "$here/node_fanout.mjs" "$url" "$N" "$CONC"
+# Sides are interleaved round by round so that a burst of load from
+# elsewhere does not fall on one side only.
+for r in $(seq 1 "$REPEAT"); do
+  try_side weir "$WEIR_BIN" run "$here/weir_fanout.lua" \
+    --set "url=$url" --set "n=$N" --set "concurrency=$CONC"
+  try_side curl curl -s --parallel --parallel-max "$CONC" -K "$work/curl.cfg" \
+    -w '%{http_code}\n'
+  try_side node node "$here/node_fanout.mjs" "$url" "$N" "$CONC"
+done
 
 w_ok=$(bench_json_get "$work/weir.out" status_200)
 c_ok=$(grep -c '^200$' "$work/curl.out")
@@ -134,8 +135,8 @@ n_in=$(bench_json_get "$work/node.out" seconds)
 r_curl=$(bench_ratio "$w_rate" "$c_rate")
 r_node=$(bench_ratio "$w_rate" "$n_rate")
 
-printf '\n== http fan-out: %s GETs of a %s-byte file, %s concurrent, nginx on 127.0.0.1 ==\n' \
-  "$N" "$size" "$CONC"
+printf '\n== http fan-out: %s GETs of a %s-byte file, %s concurrent, nginx on 127.0.0.1, best of %s ==\n' \
+  "$N" "$size" "$CONC" "$REPEAT"
 printf '%-22s %10s %12s %12s %10s %14s\n' side wall_s requests/s peak_RSS_MiB 200s in-process_s
 printf '%-22s %10s %12s %12s %10s %14s\n' weir "$w_wall" "$w_rate" \
   "$(bench_kib_to_mib "$(cat "$work/weir.rss")")" "$w_ok" "$(printf '%.3f' "$w_in")"

@@ -33,7 +33,10 @@ end
 local t0 = task.now()
 local tasks = {}
 for i = 1, concurrency do tasks[i] = task.spawn(worker) end
-for i = 1, concurrency do task.wait(tasks[i]) end
+for i = 1, concurrency do
+  local finished, err = task.wait(tasks[i])
+  if not finished then error(err, 0) end
+end
 local seconds = task.now() - t0
 
 return {

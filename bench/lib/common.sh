@@ -71,6 +71,25 @@ bench_measure() {
   return "$rc"
 }
 
+# bench_keep_best NAME VALUE higher|lower
+# After a try measured into $work/NAME.try.*, keeps its files as
+# $work/NAME.* when VALUE beats the best so far (runs are interleaved
+# between sides and the best kept: the machine is shared, and the best
+# of a few runs is the least disturbed one).  Needs $work.
+bench_keep_best() {
+  local name=$1 value=$2 dir=$3 best f
+  best=$(cat "$work/$name.best" 2>/dev/null)
+  if [ -z "$best" ] || awk -v a="$value" -v b="$best" -v d="$dir" \
+       'BEGIN { exit !(d == "higher" ? a > b : a < b) }'; then
+    echo "$value" >"$work/$name.best"
+    for f in out err rss wall rc; do mv "$work/$name.try.$f" "$work/$name.$f"; done
+  fi
+}
+
+# bench_loadavg: the 1-minute load average, printed with the results
+# because other work on the machine skews every number.
+bench_loadavg() { cut -d' ' -f1 /proc/loadavg; }
+
 # bench_json_get FILE KEY: KEY of the last JSON object line in FILE.
 bench_json_get() {
   python3 - "$1" "$2" <<'PY'

@@ -66,8 +66,13 @@ for i = 1, 4 do
   end)
 end
 local results = {}
-for i = 1, 3 do results[i] = task.wait(tasks[i]) end
-local ok_last = pcall(task.wait, tasks[4])
+for i = 1, 3 do
+  local ok, value = task.wait(tasks[i])
+  assert(ok, value)
+  results[i] = value
+end
+local ok_last, err_last = task.wait(tasks[4])
+assert(tostring(err_last):find("task four fails on purpose", 1, true))
 
 local status
 if params.url then

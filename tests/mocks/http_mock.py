@@ -114,6 +114,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # Headers and body go out in separate writes: without NODELAY,
+        # Nagle holds the body until the client's delayed ACK (~40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.requests_on_connection = 0
 
     def log_message(self, fmt, *args):

@@ -55,6 +55,9 @@ if [ -z "$port" ]; then
 fi
 
 export WEIR_MOCK_URL="http://127.0.0.1:$port"
+# A proxy from the environment must not sit between tests and the mock.
+export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
 if [ -n "${WEIR_ENV_ALLOW:-}" ]; then
     export WEIR_ENV_ALLOW="WEIR_MOCK_URL,$WEIR_ENV_ALLOW"
 else

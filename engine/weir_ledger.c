@@ -1,0 +1,473 @@
+/*
+ * weir_ledger.c -- "weir.ledger": what was already written, by whom.
+ *
+ * An entry per (recipe, scope, key): the SHA-256 of the record's
+ * canonical JSON (sorted keys, integral floats written as integers), the
+ * origin that wrote it (for two-way sync), the remote id / etag the other
+ * side gave it, the stored outcome of the side effect, timestamps.
+ *
+ *   ledger.hash(record)                         -> hex (no I/O)
+ *   ledger.check(scope, key, record)            -> "new"|"changed"|"unchanged", entry
+ *   ledger.record(scope, key, record [, opts])  -> hash   (opts: origin, remote_id, etag, outcome)
+ *   ledger.is_echo(scope, key, record, origin)  -> boolean
+ *   ledger.get(scope, key)                      -> entry | nil
+ *   ledger.forget(scope, key)                   -> boolean (an entry was removed)
+ *   ledger.scan(scope [, {after=, limit=}])     -> array of entries, ordered by key
+ *   ledger.count(scope)                         -> integer
+ *   ledger.check_many(scope, {key = record})    -> {key = status}
+ *   ledger.record_many(scope, {key = record} [, opts]) -> integer (entries written)
+ *
+ * Entries are namespaced by the script's recipe name, so two recipes
+ * never see each other's ledger.
+ */
+#include "weir_ledger.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <openssl/evp.h>
+
+#include "weir_job.h"
+#include "weir_json.h"
+#include "weir_state.h"
+#include "weir_store_lua.h"
+
+#define WEIR_LEDGER_MAX_BATCH 10000
+#define WEIR_LEDGER_SCAN_DEFAULT 1000
+
+static const char weir_ledger_cols[] =
+    "key, hash, origin, remote_id, etag, outcome, created_at, updated_at";
+
+/* Pushes the hex SHA-256 of the canonical JSON of the value at idx. */
+static void weir_ledger_push_hash(lua_State *L, int idx) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    static const char digits[] = "0123456789abcdef";
+    size_t len;
+    const char *s;
+    unsigned int i;
+    weir_json_encode(L, idx, WEIR_JSON_SORT_KEYS | WEIR_JSON_CANONICAL);
+    s = lua_tolstring(L, -1, &len);
+    if (!EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL))
+        luaL_error(L, "ledger: SHA-256 failed");
+    for (i = 0; i < mdlen; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    lua_pop(L, 1);
+    lua_pushlstring(L, hex, 2 * mdlen);
+}
+
+static const char *weir_ledger_recipe(lua_State *L) {
+    weir_state *st = weir_state_of(L);
+    return st->name;
+}
+
+static const char *weir_ledger_check_name(lua_State *L, int idx, const char *what) {
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    if (len == 0) luaL_argerror(L, idx, lua_pushfstring(L, "%s must not be empty", what));
+    return s;
+}
+
+/* Key: strings as they are, integers in decimal. */
+static const char *weir_ledger_key(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TNUMBER && lua_isinteger(L, idx)) return lua_tostring(L, idx);
+    return weir_ledger_check_name(L, idx, "key");
+}
+
+/* Pushes an entry table from row r of res. */
+static void weir_ledger_push_entry(lua_State *L, weir_store_rows *res, int r) {
+    static const char *const fields[] = {"key", "hash", "origin", "remote_id", "etag",
+                                         "outcome", "created_at", "updated_at"};
+    int c;
+    lua_createtable(L, 0, 8);
+    for (c = 0; c < res->ncols && c < 8; c++) {
+        const char *v = res->cells[r * res->ncols + c];
+        if (!v) continue;
+        if (c >= 6) {
+            lua_pushinteger(L, (lua_Integer)strtoll(v, NULL, 10));
+        } else if (c == 5) {
+            if (weir_json_decode(L, v, strlen(v)) != 0) lua_pushstring(L, v);
+        } else {
+            lua_pushstring(L, v);
+        }
+        lua_setfield(L, -2, fields[c]);
+    }
+}
+
+/* ---- hash ---- */
+
+static int weir_ledger_hash(lua_State *L) {
+    luaL_checkany(L, 1);
+    weir_ledger_push_hash(L, 1);
+    return 1;
+}
+
+/* ---- get / check / is_echo: one SELECT, different answers ---- */
+
+typedef struct {
+    char hash[65];
+    char origin[128];
+    int mode;                       /* 0 get, 1 check, 2 is_echo */
+} weir_ledger_q;
+
+static int weir_ledger_answer(lua_State *L, weir_store_rows *res, int n, void *ud) {
+    weir_ledger_q *q = ud;
+    weir_store_rows *rows = &res[n - 1];
+    const char *stored_hash = rows->nrows ? rows->cells[1] : NULL;
+    const char *stored_origin = rows->nrows ? rows->cells[2] : NULL;
+    switch (q->mode) {
+    case 0:
+        if (rows->nrows) weir_ledger_push_entry(L, rows, 0);
+        else lua_pushnil(L);
+        return 1;
+    case 1:
+        if (!rows->nrows) lua_pushliteral(L, "new");
+        else if (strcmp(stored_hash, q->hash) == 0) lua_pushliteral(L, "unchanged");
+        else lua_pushliteral(L, "changed");
+        if (rows->nrows) weir_ledger_push_entry(L, rows, 0);
+        else lua_pushnil(L);
+        return 2;
+    default:
+        /* an echo: the same content, last written by the other side */
+        lua_pushboolean(L, rows->nrows && strcmp(stored_hash, q->hash) == 0 &&
+                               stored_origin && strcmp(stored_origin, q->origin) != 0);
+        return 1;
+    }
+}
+
+static int weir_ledger_select(lua_State *L, int mode, const char *what) {
+    const char *scope = weir_ledger_check_name(L, 1, "scope");
+    const char *key = weir_ledger_key(L, 2);
+    char sql[256];
+    const char *params[3];
+    weir_store_stmt stmt;
+    weir_ledger_q *q;
+    char hash[65] = "";
+    weir_job_check(L, what);
+    if (mode != 0) {
+        luaL_checkany(L, 3);
+        weir_ledger_push_hash(L, 3);            /* may raise: before any malloc */
+        memcpy(hash, lua_tostring(L, -1), 64);
+        lua_pop(L, 1);
+    }
+    if (mode == 2) weir_ledger_check_name(L, 4, "origin");
+    q = calloc(1, sizeof *q);
+    if (!q) return luaL_error(L, "%s: out of memory", what);
+    q->mode = mode;
+    memcpy(q->hash, hash, sizeof hash);
+    if (mode == 2) snprintf(q->origin, sizeof q->origin, "%s", lua_tostring(L, 4));
+    snprintf(sql, sizeof sql, "SELECT %s FROM ledger WHERE recipe = $1 AND scope = $2 AND key = $3",
+             weir_ledger_cols);
+    params[0] = weir_ledger_recipe(L);
+    params[1] = scope;
+    params[2] = key;
+    stmt.sql = sql;
+    stmt.nparams = 3;
+    stmt.params = params;
+    return weir_store_lua_exec(L, what, &stmt, 1, weir_ledger_answer, q, free);
+}
+
+static int weir_ledger_get(lua_State *L) { return weir_ledger_select(L, 0, "ledger.get"); }
+static int weir_ledger_check(lua_State *L) { return weir_ledger_select(L, 1, "ledger.check"); }
+static int weir_ledger_is_echo(lua_State *L) { return weir_ledger_select(L, 2, "ledger.is_echo"); }
+
+/* ---- record ---- */
+
+static const char weir_ledger_upsert_sql[] =
+    "INSERT INTO ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
+    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+    " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash,"
+    " origin = excluded.origin,"
+    " remote_id = coalesce(excluded.remote_id, ledger.remote_id),"
+    " etag = coalesce(excluded.etag, ledger.etag),"
+    " outcome = coalesce(excluded.outcome, ledger.outcome),"
+    " updated_at = excluded.updated_at";
+
+/* Reads opts at idx into strings on the Lua stack; fills p[4..7]. */
+static void weir_ledger_opts(lua_State *L, int idx, const char **p) {
+    static const char *const names[] = {"origin", "remote_id", "etag"};
+    int i;
+    p[4] = p[5] = p[6] = p[7] = NULL;
+    if (lua_isnoneornil(L, idx)) return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    for (i = 0; i < 3; i++) {
+        int t = lua_getfield(L, idx, names[i]);
+        if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+            p[4 + i] = lua_tostring(L, -1);
+        } else if (t != LUA_TNIL) {
+            luaL_error(L, "ledger: option '%s' must be a string", names[i]);
+        }
+        /* the value stays on the stack so the string stays alive */
+    }
+    if (lua_getfield(L, idx, "outcome") != LUA_TNIL) {
+        weir_json_encode(L, -1, WEIR_JSON_SORT_KEYS);
+        p[7] = lua_tostring(L, -1);
+    }
+}
+
+static int weir_ledger_push_count(lua_State *L, weir_store_rows *res, int n, void *ud) {
+    int64_t total = 0;
+    int i;
+    (void)ud;
+    for (i = 0; i < n; i++) total += res[i].changes;
+    lua_pushinteger(L, (lua_Integer)total);
+    return 1;
+}
+
+static int weir_ledger_push_hash_result(lua_State *L, weir_store_rows *res, int n, void *ud) {
+    (void)res; (void)n;
+    lua_pushstring(L, ud);
+    return 1;
+}
+
+static int weir_ledger_record(lua_State *L) {
+    const char *p[9];
+    char now[32];
+    weir_store_stmt stmt;
+    char *hash;
+    p[1] = weir_ledger_check_name(L, 1, "scope");
+    p[2] = weir_ledger_key(L, 2);
+    luaL_checkany(L, 3);
+    weir_job_check(L, "ledger.record");
+    weir_ledger_opts(L, 4, p);
+    weir_ledger_push_hash(L, 3);
+    p[3] = lua_tostring(L, -1);
+    p[0] = weir_ledger_recipe(L);
+    snprintf(now, sizeof now, "%lld", (long long)weir_store_now_ms());
+    p[8] = now;
+    hash = strdup(p[3]);
+    if (!hash) return luaL_error(L, "ledger.record: out of memory");
+    stmt.sql = weir_ledger_upsert_sql;
+    stmt.nparams = 9;
+    stmt.params = p;
+    return weir_store_lua_exec(L, "ledger.record", &stmt, 1, weir_ledger_push_hash_result,
+                               hash, free);
+}
+
+/* record_many(scope, {key = record, ...} [, opts]): one transaction. */
+static int weir_ledger_record_many(lua_State *L) {
+    const char *scope = weir_ledger_check_name(L, 1, "scope");
+    const char *opts[9];
+    char now[32];
+    int n = 0, i, base;
+    weir_store_stmt *stmts;
+    const char **params;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    weir_job_check(L, "ledger.record_many");
+    weir_ledger_opts(L, 3, opts);
+    snprintf(now, sizeof now, "%lld", (long long)weir_store_now_ms());
+    lua_pushnil(L);
+    while (lua_next(L, 2)) { n++; lua_pop(L, 1); }
+    if (n == 0) { lua_pushinteger(L, 0); return 1; }
+    if (n > WEIR_LEDGER_MAX_BATCH)
+        return luaL_error(L, "ledger.record_many: at most %d entries per call (got %d)",
+                          WEIR_LEDGER_MAX_BATCH, n);
+    /* stmts and params live in userdata so a raise frees them */
+    stmts = lua_newuserdatauv(L, (size_t)n * sizeof *stmts, 0);
+    params = lua_newuserdatauv(L, (size_t)n * 9 * sizeof *params, 0);
+    lua_createtable(L, 2 * n, 0);            /* anchors for key and hash strings */
+    base = lua_gettop(L);
+    i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        const char **p = params + (size_t)i * 9;
+        int vidx = lua_gettop(L), kidx = vidx - 1;
+        lua_pushvalue(L, kidx);
+        p[2] = weir_ledger_key(L, -1);
+        lua_rawseti(L, base, 2 * i + 1);
+        weir_ledger_push_hash(L, vidx);
+        p[3] = lua_tostring(L, -1);
+        lua_rawseti(L, base, 2 * i + 2);
+        p[0] = weir_ledger_recipe(L);
+        p[1] = scope;
+        p[4] = opts[4]; p[5] = opts[5]; p[6] = opts[6]; p[7] = opts[7];
+        p[8] = now;
+        stmts[i].sql = weir_ledger_upsert_sql;
+        stmts[i].nparams = 9;
+        stmts[i].params = p;
+        lua_pop(L, 1);
+        i++;
+    }
+    return weir_store_lua_exec(L, "ledger.record_many", stmts, n, weir_ledger_push_count,
+                               NULL, NULL);
+}
+
+/* check_many(scope, {key = record}) -> {key = "new"|"changed"|"unchanged"} */
+typedef struct {
+    int n;
+    char **keys;
+    char **hashes;
+} weir_ledger_many;
+
+static void weir_ledger_many_free(void *ud) {
+    weir_ledger_many *m = ud;
+    int i;
+    for (i = 0; i < m->n; i++) { free(m->keys[i]); free(m->hashes[i]); }
+    free(m->keys);
+    free(m->hashes);
+    free(m);
+}
+
+static int weir_ledger_many_answer(lua_State *L, weir_store_rows *res, int n, void *ud) {
+    weir_ledger_many *m = ud;
+    int i;
+    lua_createtable(L, 0, m->n);
+    for (i = 0; i < n; i++) {
+        weir_store_rows *r = &res[i];
+        lua_pushstring(L, m->keys[i]);
+        if (!r->nrows) lua_pushliteral(L, "new");
+        else if (strcmp(r->cells[0], m->hashes[i]) == 0) lua_pushliteral(L, "unchanged");
+        else lua_pushliteral(L, "changed");
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
+static int weir_ledger_check_many(lua_State *L) {
+    const char *scope = weir_ledger_check_name(L, 1, "scope");
+    static const char sql[] =
+        "SELECT hash FROM ledger WHERE recipe = $1 AND scope = $2 AND key = $3";
+    weir_ledger_many *m;
+    weir_store_stmt *stmts;
+    const char **params;
+    int n = 0, i = 0;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    weir_job_check(L, "ledger.check_many");
+    lua_pushnil(L);
+    while (lua_next(L, 2)) { n++; lua_pop(L, 1); }
+    if (n == 0) { lua_newtable(L); return 1; }
+    if (n > WEIR_LEDGER_MAX_BATCH)
+        return luaL_error(L, "ledger.check_many: at most %d entries per call (got %d)",
+                          WEIR_LEDGER_MAX_BATCH, n);
+    stmts = lua_newuserdatauv(L, (size_t)n * sizeof *stmts, 0);
+    params = lua_newuserdatauv(L, (size_t)n * 3 * sizeof *params, 0);
+    m = calloc(1, sizeof *m);
+    if (!m) return luaL_error(L, "ledger.check_many: out of memory");
+    m->keys = calloc((size_t)n, sizeof *m->keys);
+    m->hashes = calloc((size_t)n, sizeof *m->hashes);
+    if (!m->keys || !m->hashes) {
+        weir_ledger_many_free(m);
+        return luaL_error(L, "ledger.check_many: out of memory");
+    }
+    m->n = n;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        int vidx = lua_gettop(L);
+        lua_pushvalue(L, vidx - 1);
+        if (!(lua_type(L, -1) == LUA_TSTRING ||
+              (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1)))) {
+            weir_ledger_many_free(m);
+            return luaL_error(L, "ledger.check_many: keys must be strings or integers");
+        }
+        m->keys[i] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        /* hashing may raise (unencodable record): free m first */
+        lua_pushcfunction(L, weir_ledger_hash);
+        lua_pushvalue(L, vidx);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            weir_ledger_many_free(m);
+            return lua_error(L);
+        }
+        m->hashes[i] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 2);
+        if (!m->keys[i] || !m->hashes[i]) {
+            weir_ledger_many_free(m);
+            return luaL_error(L, "ledger.check_many: out of memory");
+        }
+        params[i * 3] = weir_ledger_recipe(L);
+        params[i * 3 + 1] = scope;
+        params[i * 3 + 2] = m->keys[i];
+        stmts[i].sql = sql;
+        stmts[i].nparams = 3;
+        stmts[i].params = params + (size_t)i * 3;
+        i++;
+    }
+    return weir_store_lua_exec(L, "ledger.check_many", stmts, n, weir_ledger_many_answer, m,
+                               weir_ledger_many_free);
+}
+
+/* ---- forget / scan / count ---- */
+
+static int weir_ledger_push_changed(lua_State *L, weir_store_rows *res, int n, void *ud) {
+    (void)ud;
+    lua_pushboolean(L, res[n - 1].changes > 0);
+    return 1;
+}
+
+static int weir_ledger_forget(lua_State *L) {
+    const char *p[3];
+    weir_store_stmt stmt = {"DELETE FROM ledger WHERE recipe = $1 AND scope = $2 AND key = $3",
+                            3, p};
+    p[1] = weir_ledger_check_name(L, 1, "scope");
+    p[2] = weir_ledger_key(L, 2);
+    p[0] = weir_ledger_recipe(L);
+    return weir_store_lua_exec(L, "ledger.forget", &stmt, 1, weir_ledger_push_changed, NULL, NULL);
+}
+
+static int weir_ledger_push_entries(lua_State *L, weir_store_rows *res, int n, void *ud) {
+    weir_store_rows *rows = &res[n - 1];
+    int r;
+    (void)ud;
+    lua_createtable(L, rows->nrows, 0);
+    for (r = 0; r < rows->nrows; r++) {
+        weir_ledger_push_entry(L, rows, r);
+        lua_rawseti(L, -2, r + 1);
+    }
+    return 1;
+}
+
+static int weir_ledger_scan(lua_State *L) {
+    const char *p[4];
+    char limit[32], sql[256];
+    lua_Integer lim = WEIR_LEDGER_SCAN_DEFAULT;
+    weir_store_stmt stmt;
+    p[1] = weir_ledger_check_name(L, 1, "scope");
+    p[2] = "";
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "after") != LUA_TNIL) p[2] = luaL_checkstring(L, -1);
+        if (lua_getfield(L, 2, "limit") != LUA_TNIL) lim = luaL_checkinteger(L, -1);
+    }
+    if (lim < 1 || lim > 100000) return luaL_error(L, "ledger.scan: limit must be 1..100000");
+    snprintf(limit, sizeof limit, "%lld", (long long)lim);
+    p[0] = weir_ledger_recipe(L);
+    p[3] = limit;
+    snprintf(sql, sizeof sql, "SELECT %s FROM ledger WHERE recipe = $1 AND scope = $2 AND"
+             " key > $3 ORDER BY key LIMIT $4", weir_ledger_cols);
+    stmt.sql = sql;
+    stmt.nparams = 4;
+    stmt.params = p;
+    return weir_store_lua_exec(L, "ledger.scan", &stmt, 1, weir_ledger_push_entries, NULL, NULL);
+}
+
+static int weir_ledger_push_int(lua_State *L, weir_store_rows *res, int n, void *ud) {
+    weir_store_rows *rows = &res[n - 1];
+    (void)ud;
+    lua_pushinteger(L, rows->nrows && rows->cells[0] ? (lua_Integer)strtoll(rows->cells[0], NULL, 10) : 0);
+    return 1;
+}
+
+static int weir_ledger_count(lua_State *L) {
+    const char *p[2];
+    weir_store_stmt stmt = {"SELECT count(*) FROM ledger WHERE recipe = $1 AND scope = $2", 2, p};
+    p[1] = weir_ledger_check_name(L, 1, "scope");
+    p[0] = weir_ledger_recipe(L);
+    return weir_store_lua_exec(L, "ledger.count", &stmt, 1, weir_ledger_push_int, NULL, NULL);
+}
+
+int weir_open_ledger(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"hash", weir_ledger_hash},         {"check", weir_ledger_check},
+        {"record", weir_ledger_record},     {"is_echo", weir_ledger_is_echo},
+        {"get", weir_ledger_get},           {"forget", weir_ledger_forget},
+        {"scan", weir_ledger_scan},         {"count", weir_ledger_count},
+        {"check_many", weir_ledger_check_many}, {"record_many", weir_ledger_record_many},
+        {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
+}
