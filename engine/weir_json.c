@@ -61,15 +61,29 @@ int weir_json_is_null(lua_State *L, int idx) {
            lua_touserdata(L, idx) == (void *)&weir_json_null_tag;
 }
 
+static int weir_json_array_mt_newindex(lua_State *L) {
+    const char *key = lua_tostring(L, 2);
+    return luaL_error(L, "attempt to modify read-only table json.array_mt "
+                      "(field '%s')", key ? key : "?");
+}
+
+/* The array metatable is shared by every decoded array of the state, so
+ * one job giving it an __index would change what other jobs read.  It is
+ * created empty (an assignment to an existing key would bypass
+ * __newindex) with a locked metatable of its own whose __newindex
+ * refuses every assignment.  (rawset is the sandbox's to refuse.) */
 void weir_json_push_array_mt(lua_State *L) {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &weir_json_array_mt_key) ==
         LUA_TTABLE)
         return;
     lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    /* __name makes tostring() of a decoded array say what it is. */
-    lua_pushliteral(L, "json.array");
-    lua_setfield(L, -2, "__name");
+    lua_newtable(L);                                /* mt */
+    lua_createtable(L, 0, 2);                       /* mt guard */
+    lua_pushcfunction(L, weir_json_array_mt_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);                        /* mt */
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &weir_json_array_mt_key);
 }

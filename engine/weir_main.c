@@ -22,7 +22,10 @@
 #include "weir_job.h"
 #include "weir_json.h"
 #include "weir_log.h"
+#include "weir_lib.h"
+#include "weir_runs.h"
 #include "weir_state.h"
+#include "weir_store.h"
 
 #define WEIR_EXIT_OK 0
 #define WEIR_EXIT_FAIL 1
@@ -47,6 +50,7 @@ typedef struct weir_cli_opts {
     int npaths;
     const char *filter;         /* test */
     int verbose;
+    int failed_only, json, limit;   /* runs */
 } weir_cli_opts;
 
 static int weir_cli_parse_size(const char *s, size_t *out) {
@@ -85,6 +89,7 @@ static void weir_cli_config_from_env(weir_cli_opts *o) {
     if ((v = getenv("WEIR_CONNECTORS_PATH")) && *v) o->cfg.connectors_path = v;
     if ((v = getenv("WEIR_CA_BUNDLE")) && *v) o->cfg.ca_bundle = v;
     if ((v = getenv("WEIR_ENV_ALLOW"))) o->cfg.env_allow = v;
+    if ((v = getenv("WEIR_STORE_URL")) && *v) o->cfg.store_url = v;
     if ((v = getenv("WEIR_LOG_FILE")) && *v) o->log_file = v;
     if ((v = getenv("WEIR_LOG_LEVEL")) && *v && weir_log_level_parse(v) >= 0)
         o->log_level = weir_log_level_parse(v);
@@ -133,7 +138,7 @@ static int weir_cli_parse(const char *cmd, int argc, char **argv, weir_cli_opts 
             if (!strchr(val, '=') || val[0] == '=')
                 return weir_cli_usage_error(cmd, "--set expects key=value, got '%s'", val);
             o->sets[o->nsets++] = val;
-        } else if (allow_filter && strcmp(a, "--filter") == 0) {
+        } else if (allow_filter == 1 && strcmp(a, "--filter") == 0) {
             WEIR_NEED_VALUE();
             o->filter = val;
         } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
@@ -154,6 +159,17 @@ static int weir_cli_parse(const char *cmd, int argc, char **argv, weir_cli_opts 
         } else if (strcmp(a, "--log-file") == 0) {
             WEIR_NEED_VALUE();
             o->log_file = val;
+        } else if (strcmp(a, "--store") == 0) {
+            WEIR_NEED_VALUE();
+            o->cfg.store_url = val;
+        } else if (allow_filter == 2 && strcmp(a, "--failed") == 0) {
+            o->failed_only = 1;
+        } else if (allow_filter == 2 && strcmp(a, "--json") == 0) {
+            o->json = 1;
+        } else if (allow_filter == 2 && strcmp(a, "--limit") == 0) {
+            WEIR_NEED_VALUE();
+            o->limit = atoi(val);
+            if (o->limit <= 0) return weir_cli_usage_error(cmd, "--limit: expects a positive number, got '%s'", val);
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             return -1;
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -285,6 +301,58 @@ static void weir_cli_run_done(weir_job *job, void *data) {
     uv_stop(r->e->loop);
 }
 
+static const char weir_cli_run_boot[] =
+    "local chunk, params = ...\n"
+    "local results = table.pack(chunk(params))\n"
+    "require('weir.cursor').commit()\n"
+    "return table.unpack(results, 1, results.n)\n";
+
+typedef struct {
+    int done, failed;
+} weir_cli_wait;
+
+static void weir_cli_store_done(void *ud, weir_store_rows *res, int n, const char *err) {
+    weir_cli_wait *w = ud;
+    (void)res; (void)n;
+    w->done = 1;
+    if (err) w->failed = 1;
+}
+
+/* Records the run in the store's history (after the loop stopped, so the
+ * synchronous store call may run the loop again).  A store that cannot
+ * be opened costs a warning, never the script's exit status. */
+static void weir_cli_record_run(weir_engine *e, weir_state *st, weir_job *job, int64_t started) {
+    weir_run_record rec;
+    char *err = NULL, *clean = NULL;
+    weir_cli_wait w = {0, 0};
+    weir_store *store = weir_store_of_engine(e, &err);
+    if (!store) {
+        fprintf(stderr, "weir: warning: run not recorded: %s\n", err ? err : "no store");
+        free(err);
+        return;
+    }
+    memset(&rec, 0, sizeof rec);
+    rec.recipe = st->name;
+    rec.job = "main";
+    rec.trigger = "manual";
+    rec.attempt = 1;
+    rec.started_at = started;
+    rec.ended_at = weir_store_now_ms();
+    rec.status = job->status == WEIR_JOB_DONE ? "succeeded" : "failed";
+    if (job->status == WEIR_JOB_DONE || job->status == WEIR_JOB_FAILED)
+        weir_lib_get_counts(st->L, job, &rec.counts);
+    if (job->error) {
+        clean = weir_log_redact(e->log, job->error, strlen(job->error), NULL);
+        rec.error = clean ? clean : "(error not recorded: out of memory)";
+    } else if (job->status != WEIR_JOB_DONE) {
+        rec.error = "did not finish";
+    }
+    if (weir_runs_insert(store, &rec, weir_cli_store_done, &w) != 0) w.failed = 1;
+    else while (!w.done) uv_run(e->loop, UV_RUN_ONCE);
+    if (w.failed) fprintf(stderr, "weir: warning: run not recorded in %s\n", weir_store_location(store));
+    free(clean);
+}
+
 static int weir_cli_cmd_run(int argc, char **argv) {
     weir_cli_opts o = {0};
     weir_cli_run r = {0};
@@ -293,6 +361,7 @@ static int weir_cli_cmd_run(int argc, char **argv) {
     struct stat sb;
     const char *path, *err = NULL;
     char *dir;
+    int64_t started;
     int rc = weir_cli_parse("run", argc, argv, &o, 1, 0);
     if (rc < 0) { weir_cli_opts_free(&o); return -1; }
     if (rc) { weir_cli_opts_free(&o); return rc; }
@@ -329,7 +398,11 @@ static int weir_cli_cmd_run(int argc, char **argv) {
         fprintf(stderr, "weir: cannot create the job: out of memory\n");
         goto out;
     }
-    if (weir_state_load_file(st, job->co, path) != LUA_OK) {
+    /* the boot chunk runs the script, then commits the cursors it moved:
+     * a failed script never advances a cursor */
+    if (weir_state_load_buffer(st, job->co, weir_cli_run_boot, sizeof weir_cli_run_boot - 1,
+                               "=weir run") != LUA_OK ||
+        weir_state_load_file(st, job->co, path) != LUA_OK) {
         weir_cli_print_error(r.e, "", lua_tostring(job->co, -1));
         weir_job_release(job);
         goto out;
@@ -342,7 +415,8 @@ static int weir_cli_cmd_run(int argc, char **argv) {
             goto out;
         }
     }
-    weir_job_start(job, 1, weir_cli_run_done, &r);
+    started = weir_store_now_ms();
+    weir_job_start(job, 2, weir_cli_run_done, &r);
     weir_engine_run(r.e);
     if (!r.finished) {
         fprintf(stderr, "weir: %s: the job is waiting on %s but nothing can complete it "
@@ -350,6 +424,7 @@ static int weir_cli_cmd_run(int argc, char **argv) {
                 job->op && job->op->what ? job->op->what : "an engine call");
         r.exit_code = WEIR_EXIT_FAIL;
     }
+    weir_cli_record_run(r.e, st, job, started);
     weir_job_release(job);
 out:
     weir_engine_free(r.e);
@@ -545,6 +620,142 @@ static int weir_cli_cmd_test(int argc, char **argv) {
     return (t.failed == 0 && t.passed > 0) ? WEIR_EXIT_OK : WEIR_EXIT_FAIL;
 }
 
+/* ---- runs / cursor ---- */
+
+typedef struct {
+    weir_cli_opts *o;
+    int done, failed;
+    long nrows;
+} weir_cli_listing;
+
+static void weir_cli_json_str(const char *s) {
+    putchar('"');
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c == '\n') fputs("\\n", stdout);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+/* Prints rows as JSON lines (--json) or as an aligned table. */
+static void weir_cli_print_rows(void *ud, weir_store_rows *res, int n, const char *err) {
+    weir_cli_listing *l = ud;
+    weir_store_rows *r = &res[n - 1];
+    int i, c;
+    l->done = 1;
+    if (err) {
+        fprintf(stderr, "weir: %s\n", err);
+        l->failed = 1;
+        return;
+    }
+    l->nrows = r->nrows;
+    for (i = 0; i < r->nrows; i++) {
+        if (l->o->json) {
+            putchar('{');
+            for (c = 0; c < r->ncols; c++) {
+                const char *v = r->cells[i * r->ncols + c];
+                if (c) putchar(',');
+                weir_cli_json_str(r->names[c]);
+                putchar(':');
+                if (!v) fputs("null", stdout);
+                else weir_cli_json_str(v);
+            }
+            puts("}");
+        } else {
+            for (c = 0; c < r->ncols; c++) {
+                const char *v = r->cells[i * r->ncols + c];
+                int len = v ? (int)strcspn(v, "\n") : 1;   /* first line only */
+                printf("%s%s=%.*s", c ? "  " : "", r->names[c], len, v ? v : "-");
+            }
+            putchar('\n');
+        }
+    }
+}
+
+/* Opens the store of the engine for a CLI command, or prints why not. */
+static weir_store *weir_cli_store(weir_engine *e) {
+    char *err = NULL;
+    weir_store *s = weir_store_of_engine(e, &err);
+    if (!s) {
+        fprintf(stderr, "weir: %s\n", err ? err : "cannot open the store");
+        free(err);
+    }
+    return s;
+}
+
+static int weir_cli_cmd_runs(int argc, char **argv) {
+    weir_cli_opts o = {0};
+    weir_cli_listing l = {0};
+    weir_engine *e;
+    weir_store *s;
+    int rc = weir_cli_parse("runs", argc, argv, &o, 0, 2);
+    if (rc < 0) { weir_cli_opts_free(&o); return -1; }
+    if (rc) { weir_cli_opts_free(&o); return rc; }
+    if (o.npaths > 1) {
+        weir_cli_opts_free(&o);
+        return weir_cli_usage_error("runs", "%s", "expects at most one RECIPE");
+    }
+    l.o = &o;
+    e = weir_cli_engine(&o);
+    if (!e) { weir_cli_opts_free(&o); return WEIR_EXIT_FAIL; }
+    s = weir_cli_store(e);
+    if (s && weir_runs_list(s, o.npaths ? o.paths[0] : NULL, o.failed_only, o.limit, weir_cli_print_rows, &l) == 0) {
+        while (!l.done) uv_run(e->loop, UV_RUN_ONCE);
+    } else {
+        l.failed = 1;
+    }
+    if (!l.failed && !o.json && l.nrows == 0) fprintf(stderr, "weir runs: no runs recorded\n");
+    weir_engine_free(e);
+    weir_cli_opts_free(&o);
+    return l.failed ? WEIR_EXIT_FAIL : WEIR_EXIT_OK;
+}
+
+static int weir_cli_cmd_cursor(int argc, char **argv) {
+    weir_cli_opts o = {0};
+    weir_cli_listing l = {0};
+    weir_engine *e;
+    weir_store *s;
+    weir_store_stmt stmt;
+    const char *params[2];
+    int show, rc = weir_cli_parse("cursor", argc, argv, &o, 0, 2);
+    if (rc < 0) { weir_cli_opts_free(&o); return -1; }
+    if (rc) { weir_cli_opts_free(&o); return rc; }
+    if (o.npaths < 2 || o.npaths > 3 ||
+        (strcmp(o.paths[0], "show") != 0 && strcmp(o.paths[0], "reset") != 0)) {
+        weir_cli_opts_free(&o);
+        return weir_cli_usage_error("cursor", "%s", "expects: show|reset RECIPE [SOURCE]");
+    }
+    show = strcmp(o.paths[0], "show") == 0;
+    params[0] = o.paths[1];
+    params[1] = o.npaths == 3 ? o.paths[2] : NULL;
+    stmt.sql = show ? "SELECT source, value, updated_at FROM cursors WHERE recipe = $1"
+                      " AND (CAST($2 AS TEXT) IS NULL OR source = $2) ORDER BY source"
+                    : "DELETE FROM cursors WHERE recipe = $1"
+                      " AND (CAST($2 AS TEXT) IS NULL OR source = $2)";
+    stmt.nparams = 2;
+    stmt.params = params;
+    l.o = &o;
+    e = weir_cli_engine(&o);
+    if (!e) { weir_cli_opts_free(&o); return WEIR_EXIT_FAIL; }
+    s = weir_cli_store(e);
+    if (s && weir_store_exec(s, &stmt, 1, weir_cli_print_rows, &l) == 0) {
+        while (!l.done) uv_run(e->loop, UV_RUN_ONCE);
+    } else {
+        l.failed = 1;
+    }
+    if (!l.failed && show && l.nrows == 0 && !o.json)
+        fprintf(stderr, "weir cursor: no cursor for %s%s%s\n", o.paths[1],
+                params[1] ? " / " : "", params[1] ? params[1] : "");
+    if (!l.failed && !show) printf("reset %s%s%s\n", o.paths[1], params[1] ? " / " : "",
+                                   params[1] ? params[1] : " (all sources)");
+    weir_engine_free(e);
+    weir_cli_opts_free(&o);
+    return l.failed ? WEIR_EXIT_FAIL : WEIR_EXIT_OK;
+}
+
 /* ---- version / help ---- */
 
 static int weir_cli_cmd_version(int argc, char **argv) {
@@ -580,9 +791,24 @@ static const weir_cli_cmd weir_cli_cmds[] = {
      "\n"
      "options:\n"
      "  --filter TEXT         run only tests whose full name contains TEXT\n"
-     "  --verbose, -v         print passing tests too\n"
+     "  --verbose, -v         add failure positions and per-file counts\n"
      "  --mem-limit SIZE, --cpu-limit MS, --log-level LEVEL as for 'weir run'\n",
      weir_cli_cmd_test},
+    {"runs", "list recorded job runs",
+     "usage: weir runs [RECIPE] [--failed] [--limit N] [--json] [--store URL]\n"
+     "\n"
+     "Lists runs from the state store, newest first (default 20).\n"
+     "  --failed              only failed and dead-lettered runs\n"
+     "  --limit N             at most N runs\n"
+     "  --json                one JSON object per line\n"
+     "  --store URL           the store (default: $WEIR_STORE_URL, else SQLite in $WEIR_DATA_DIR)\n",
+     weir_cli_cmd_runs},
+    {"cursor", "show or reset a recipe's cursors",
+     "usage: weir cursor show|reset RECIPE [SOURCE] [--json] [--store URL]\n"
+     "\n"
+     "show prints the committed cursors of RECIPE (one SOURCE, or all);\n"
+     "reset deletes them, so the next run starts from the beginning.\n",
+     weir_cli_cmd_cursor},
     {"version", "print the version", "usage: weir version\n", weir_cli_cmd_version},
     {"help", "show help for a command", "usage: weir help [COMMAND]\n", weir_cli_cmd_help},
     {NULL, NULL, NULL, NULL}};
@@ -594,7 +820,8 @@ static void weir_cli_print_overview(FILE *out) {
     for (c = weir_cli_cmds; c->name; c++) fprintf(out, "  %-10s %s\n", c->name, c->summary);
     fprintf(out, "\nRun 'weir help COMMAND' for a command's options.\n"
                  "Environment: WEIR_ENV_ALLOW, WEIR_LOG_LEVEL, WEIR_LOG_FILE, WEIR_MEM_LIMIT,\n"
-                 "WEIR_CPU_LIMIT_MS, WEIR_CA_BUNDLE, WEIR_LIB_PATH, WEIR_CONNECTORS_PATH.\n");
+                 "WEIR_CPU_LIMIT_MS, WEIR_CA_BUNDLE, WEIR_LIB_PATH, WEIR_CONNECTORS_PATH,\n"
+                 "WEIR_DATA_DIR, WEIR_STORE_URL.\n");
 }
 
 static const weir_cli_cmd *weir_cli_find(const char *name) {

@@ -10,10 +10,12 @@
 #include "weir_http.h"
 #include "weir_json.h"
 #include "weir_ledger.h"
+#include "weir_lib.h"
 #include "weir_log.h"
 #include "weir_task.h"
 
 const weir_module weir_modules[] = {
+    {"weir", weir_open_lib, NULL, NULL},
     {"weir.json", weir_open_json, NULL, NULL},
     {"weir.crypto", weir_open_crypto, NULL, NULL},
     {"weir.log", weir_open_log, NULL, NULL},

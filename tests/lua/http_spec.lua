@@ -350,6 +350,15 @@ describe("http.request arguments", function()
     fails({ url = "ftp://127.0.0.1/" }, "must be an http or https URL")
     expect(function() http.request("http://x") end).to_fail()
   end)
+
+  it("raises a clear error where it cannot yield", function()
+    expect(function()
+      table.sort({ 3, 1, 2 }, function(a, b)
+        http.request{ url = base .. "/echo" }
+        return a < b
+      end)
+    end).to_fail("http.request")
+  end)
 end)
 
 describe("http.request concurrency", function()

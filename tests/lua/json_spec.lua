@@ -89,6 +89,12 @@ describe("json.encode tables", function()
     assert.has_error(function() json.array(setmetatable({}, {})) end, "already has a metatable")
   end)
 
+  it("keeps the shared array metatable read-only", function()
+    assert.has_error(function() getmetatable(json.decode("[]")).__index = print end, "read-only")
+    assert.has_error(function() json.array_mt.x = 1 end, "read-only")
+    assert.is_nil(json.decode("[1]").x)
+  end)
+
   it("sorts keys bytewise with sort_keys", function()
     local t = { b = 1, a = 2, B = 3, ab = 4, [10] = 5, [9] = 6 }
     assert.equals('{"10":5,"9":6,"B":3,"a":2,"ab":4,"b":1}', json.encode(t, { sort_keys = true }))

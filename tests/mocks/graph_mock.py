@@ -718,7 +718,10 @@ class Handler(BaseHTTPRequestHandler):
         a dropped connection)."""
         st = self.state
         key = ("request", self.command, self.url.path + ("?" + self.url.query if self.url.query else ""))
+        is_token = self.url.path.endswith("/oauth2/v2.0/token")
         with st.lock:
+            if is_token:
+                st.token_requests += 1
             st.note_retry(key, "request")
             self.fault = st.take_fault("request", self.command, self.url.path)
             if self.fault and self.fault.get("expire_tokens"):
@@ -733,7 +736,7 @@ class Handler(BaseHTTPRequestHandler):
             return 0
         if f and f.get("status"):
             return self.serve_fault(f, key)
-        if self.url.path.endswith("/oauth2/v2.0/token"):
+        if is_token:
             return self.token_endpoint()
         if self.url.path.startswith("/v1.0/"):
             return self.graph()
@@ -769,8 +772,6 @@ class Handler(BaseHTTPRequestHandler):
         st = self.state
         a = st.args
         tenant = self.url.path.split("/")[1]
-        with st.lock:
-            st.token_requests += 1
         if self.command != "POST":
             return self.token_error(405, "invalid_request", 900561,
                                     "The endpoint only accepts POST requests.")

@@ -47,7 +47,7 @@
 #include "weir_state.h"
 
 #define HOSTILE_MAX_NAMES 64
-#define HOSTILE_DEFAULT_WATCHDOG_S 60
+#define HOSTILE_DEFAULT_WATCHDOG_S 30
 #define HOSTILE_SECRET_VAR "WEIR_HOSTILE_SECRET"
 #define HOSTILE_SECRET_VALUE "s3cret-from-hostile-runner"
 #define HOSTILE_HEALTHY_ROUNDS 20
@@ -397,8 +397,14 @@ static const char hostile_victim_src[] =
     "  check(load('return ' .. n)() == nil, 'global ' .. n .. ' visible to load()')\n"
     "end\n"
     "local json = require 'weir.json'\n"
-    "check(json.encode({ 1, 2 }) == '[1,2]' and json.decode('[5]')[1] == 5, 'weir.json')\n"
     "local task = require 'weir.task'\n"
+    "check(json.encode({ 1, 2 }) == '[1,2]' and json.decode('[5]')[1] == 5, 'weir.json')\n"
+    "check(json.decode('[]')[1] == nil and json.decode('[7]')[2] == nil, 'json arrays')\n"
+    "local array_mt = getmetatable(json.decode('[]'))\n"
+    "for _, n in ipairs(names) do\n"
+    "  check(json[n] == nil and task[n] == nil, 'module field ' .. n)\n"
+    "  check(type(array_mt) ~= 'table' or rawget(array_mt, n) == nil, 'array_mt.' .. n)\n"
+    "end\n"
     "task.sleep(0)\n"
     "if collectgarbage then\n"
     "  local okr, running = pcall(collectgarbage, 'isrunning')\n"
@@ -595,6 +601,7 @@ static weir_state *hostile_state(weir_engine *e, const char *name, const char *r
 static void hostile_run_all(weir_engine *e, const hostile_spec *spec,
                             const hostile_outside *out) {
     hostile_run healthy = {0}, hostile = {0}, victim_a = {0}, victim_b = {0};
+    weir_log_level level_before = weir_log_get_level(e->log);
     weir_state *st_b = hostile_state(e, "healthy", NULL);
     weir_state *st_a = hostile_state(e, "hostile", out->script_dir);
     if (!st_a || !st_b) return;
@@ -613,6 +620,11 @@ static void hostile_run_all(weir_engine *e, const hostile_spec *spec,
     hostile_check_healthy(&healthy);
     hostile_check_hostile(&hostile, spec);
     printf("state A peak memory: %zu bytes\n", st_a->mem_peak);
+    /* the engine-wide log threshold is shared by every state */
+    if (weir_log_get_level(e->log) != level_before)
+        hostile_fail("the script changed the engine-wide log level from %s to %s",
+                     weir_log_level_name(level_before),
+                     weir_log_level_name(weir_log_get_level(e->log)));
     hostile_release(&healthy);
     hostile_release(&hostile);
 
@@ -649,6 +661,7 @@ int main(int argc, char **argv) {
     /* a secret and HOME in the environment, for the getenv probes */
     setenv(HOSTILE_SECRET_VAR, HOSTILE_SECRET_VALUE, 1);
     setenv("HOME", "/root", 0);
+    setenv("WEIR_HOSTILE_ALLOWED", "yes", 1);
 
     e = hostile_engine(&spec);
     if (e) {

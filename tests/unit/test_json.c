@@ -266,6 +266,28 @@ static void test_shared_sentinels(void **st) {
                "assert(getmetatable(json.decode('[[]]')[1]) == json.array_mt)");
 }
 
+/* Every decoded array of a state shares the metatable: no script may
+ * give it an __index (or anything else) behind the others' backs. */
+static void test_array_mt_read_only(void **st) {
+    lua_State *L = *st;
+    const char *msg;
+
+    msg = lua_error_of(L, "getmetatable(json.decode('[]')).__index = "
+                          "function() return 'PWNED' end");
+    assert_contains(msg, "attempt to modify read-only table json.array_mt "
+                         "(field '__index')");
+    msg = lua_error_of(L, "json.array_mt.x = 1");
+    assert_contains(msg, "read-only");
+    msg = lua_error_of(L, "setmetatable(json.array_mt, nil)");
+    assert_contains(msg, "protected metatable");
+    run_lua(L, "assert(getmetatable(json.array_mt) == false)\n"
+               "assert(next(json.array_mt) == nil)\n"
+               "assert(json.decode('[1]').x == nil)\n"
+               /* arrays can still be given another metatable */
+               "local a = setmetatable(json.decode('[1]'), {})\n"
+               "assert(json.encode(a) == '[1]')");
+}
+
 static void test_decode_varying_shapes(void **st) {
     /* The decoder sizes tables from the previous document's shape; a
      * different shape must still decode exactly. */
@@ -474,11 +496,12 @@ static void test_large_output(void **st) {
     /* Grows past the inline buffer many times over. */
     run_lua(*st, "local t = {}\n"
                  "for i = 1, 20000 do t[i] = {id = i, name = 'n' .. i .. '\\xc3\\xa9'} end\n"
-                 "local s = json.encode(t)\n"
+                 "local o = {sort_keys = true}\n"
+                 "local s = json.encode(t, o)\n"
                  "local back = json.decode(s)\n"
                  "assert(#back == 20000 and back[20000].id == 20000)\n"
                  "assert(back[123].name == 'n123\\xc3\\xa9')\n"
-                 "assert(json.encode(back) == s)\n"
+                 "assert(json.encode(back, o) == s)\n"
                  "local long = string.rep('\\xe2\\x82\\xac', 100000)\n"
                  "assert(json.decode(json.encode({long}))[1] == long)");
 }
@@ -576,6 +599,7 @@ int main(void) {
         T(test_strings_and_unicode),
         T(test_null),
         T(test_shared_sentinels),
+        T(test_array_mt_read_only),
         T(test_decode_varying_shapes),
         T(test_decode_errors_name_position),
         T(test_decode_invalid_utf8),
