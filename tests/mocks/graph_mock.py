@@ -657,6 +657,9 @@ def route(state, call, run_item=None):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "weir-graph-mock/1"
+    # Headers and body go out in separate writes: with Nagle on, each
+    # response would wait for the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         if self.server.verbose:
