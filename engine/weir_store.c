@@ -357,6 +357,18 @@ static const char *const weir_store_sqlite_migrations[] = {
     "  written INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0,"
     "  failed INTEGER NOT NULL DEFAULT 0, error TEXT);"
     "CREATE INDEX runs_by_recipe ON runs (recipe, id);",
+    /* 2: the embedded job queue and its dead letters */
+    "CREATE TABLE queue ("
+    "  id TEXT PRIMARY KEY, recipe TEXT NOT NULL, job TEXT NOT NULL, payload TEXT NOT NULL,"
+    "  trigger TEXT NOT NULL, attempt INTEGER NOT NULL, first_at INTEGER NOT NULL,"
+    "  run_at INTEGER NOT NULL, lease_owner TEXT, lease_until INTEGER, last_error TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX queue_due ON queue (recipe, run_at);"
+    "CREATE TABLE dlq ("
+    "  id TEXT PRIMARY KEY, recipe TEXT NOT NULL, job TEXT NOT NULL, payload TEXT NOT NULL,"
+    "  trigger TEXT NOT NULL, attempts INTEGER NOT NULL, first_at INTEGER NOT NULL,"
+    "  failed_at INTEGER NOT NULL, error TEXT);"
+    "CREATE INDEX dlq_by_recipe ON dlq (recipe, failed_at);",
     NULL};
 
 static int weir_store_mkdirs(const char *path) {
