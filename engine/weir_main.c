@@ -23,6 +23,7 @@
 #include "weir_json.h"
 #include "weir_log.h"
 #include "weir_lib.h"
+#include "weir_queue.h"
 #include "weir_runs.h"
 #include "weir_state.h"
 #include "weir_store.h"
@@ -756,6 +757,115 @@ static int weir_cli_cmd_cursor(int argc, char **argv) {
     return l.failed ? WEIR_EXIT_FAIL : WEIR_EXIT_OK;
 }
 
+/* ---- dlq ---- */
+
+typedef struct {
+    weir_cli_opts *o;
+    int done, failed, n;
+    int show;
+} weir_cli_dlq;
+
+static void weir_cli_dlq_print(void *ud, const char *err, weir_queue_item *items, int n) {
+    weir_cli_dlq *d = ud;
+    int i;
+    d->done = 1;
+    d->n = n;
+    if (err) {
+        fprintf(stderr, "weir dlq: %s\n", err);
+        d->failed = 1;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        weir_queue_item *it = &items[i];
+        if (d->o->json || d->show) {
+            printf("{\"id\":");
+            weir_cli_json_str(it->id);
+            printf(",\"recipe\":");
+            weir_cli_json_str(it->recipe);
+            printf(",\"job\":");
+            weir_cli_json_str(it->job);
+            printf(",\"trigger\":");
+            weir_cli_json_str(it->trigger);
+            printf(",\"attempts\":%d,\"first_at\":%lld,\"failed_at\":%lld,\"payload\":%s,\"error\":",
+                   it->attempt, (long long)it->first_at, (long long)it->run_at,
+                   it->payload ? it->payload : "null");
+            weir_cli_json_str(it->last_error ? it->last_error : "");
+            puts("}");
+        } else {
+            int len = it->last_error ? (int)strcspn(it->last_error, "\n") : 0;
+            printf("%s  %s/%s  attempts=%d  error=%.*s\n", it->id, it->recipe, it->job,
+                   it->attempt, len, it->last_error ? it->last_error : "");
+        }
+    }
+}
+
+static void weir_cli_dlq_changed(void *ud, const char *err, weir_queue_item *items, int n) {
+    weir_cli_dlq *d = ud;
+    (void)items;
+    d->done = 1;
+    d->n = n;
+    if (err) {
+        fprintf(stderr, "weir dlq: %s\n", err);
+        d->failed = 1;
+    }
+}
+
+static int weir_cli_cmd_dlq(int argc, char **argv) {
+    weir_cli_opts o = {0};
+    weir_cli_dlq d = {0};
+    weir_engine *e;
+    weir_queue *q;
+    char *err = NULL;
+    const char *action;
+    int rc = weir_cli_parse("dlq", argc, argv, &o, 0, 2);
+    if (rc < 0) { weir_cli_opts_free(&o); return -1; }
+    if (rc) { weir_cli_opts_free(&o); return rc; }
+    action = o.npaths ? o.paths[0] : "";
+    if (!((strcmp(action, "list") == 0 && o.npaths <= 2) ||
+          ((strcmp(action, "show") == 0 || strcmp(action, "replay") == 0 ||
+            strcmp(action, "drop") == 0) && o.npaths == 2))) {
+        weir_cli_opts_free(&o);
+        return weir_cli_usage_error("dlq", "%s", "expects: list [RECIPE] | show ID | replay ID | drop ID");
+    }
+    d.o = &o;
+    e = weir_cli_engine(&o);
+    if (!e) { weir_cli_opts_free(&o); return WEIR_EXIT_FAIL; }
+    q = weir_queue_open(e, NULL, &err);
+    if (!q) {
+        fprintf(stderr, "weir dlq: %s\n", err ? err : "cannot open the queue");
+        free(err);
+        weir_engine_free(e);
+        weir_cli_opts_free(&o);
+        return WEIR_EXIT_FAIL;
+    }
+    if (strcmp(action, "list") == 0) {
+        rc = q->vt->dlq_list(q, o.npaths == 2 ? o.paths[1] : NULL, o.limit, weir_cli_dlq_print, &d);
+    } else if (strcmp(action, "show") == 0) {
+        d.show = 1;
+        rc = q->vt->dlq_get(q, o.paths[1], weir_cli_dlq_print, &d);
+    } else if (strcmp(action, "replay") == 0) {
+        rc = q->vt->dlq_replay(q, o.paths[1], weir_cli_dlq_changed, &d);
+    } else {
+        rc = q->vt->dlq_drop(q, o.paths[1], weir_cli_dlq_changed, &d);
+    }
+    if (weir_queue_wait(q, rc, &d.done) != 0) d.failed = 1;
+    if (!d.failed) {
+        if (strcmp(action, "list") == 0 && d.n == 0 && !o.json)
+            fprintf(stderr, "weir dlq: no dead letters\n");
+        else if (strcmp(action, "list") != 0 && d.n == 0) {
+            fprintf(stderr, "weir dlq: no dead letter with id %s\n", o.paths[1]);
+            d.failed = 1;
+        } else if (strcmp(action, "replay") == 0)
+            printf("replayed %s: queued again as a new attempt 1\n", o.paths[1]);
+        else if (strcmp(action, "drop") == 0)
+            printf("dropped %s\n", o.paths[1]);
+    }
+    q->vt->close(q);
+    weir_engine_free(e);
+    weir_cli_opts_free(&o);
+    return d.failed ? WEIR_EXIT_FAIL : WEIR_EXIT_OK;
+}
+
 /* ---- version / help ---- */
 
 static int weir_cli_cmd_version(int argc, char **argv) {
@@ -809,6 +919,12 @@ static const weir_cli_cmd weir_cli_cmds[] = {
      "show prints the committed cursors of RECIPE (one SOURCE, or all);\n"
      "reset deletes them, so the next run starts from the beginning.\n",
      weir_cli_cmd_cursor},
+    {"dlq", "list, show, replay or drop dead-lettered jobs",
+     "usage: weir dlq list [RECIPE] [--limit N] [--json]\n"
+     "       weir dlq show ID\n"
+     "       weir dlq replay ID     queue it again (attempt 1, current script version)\n"
+     "       weir dlq drop ID\n",
+     weir_cli_cmd_dlq},
     {"version", "print the version", "usage: weir version\n", weir_cli_cmd_version},
     {"help", "show help for a command", "usage: weir help [COMMAND]\n", weir_cli_cmd_help},
     {NULL, NULL, NULL, NULL}};
