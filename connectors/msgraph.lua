@@ -229,7 +229,7 @@ function M.client(cfg)
   self.backoff_max = cfg.backoff_max or d.backoff_max
   self.max_retry_after = cfg.max_retry_after or d.max_retry_after
   self.refresh_margin = cfg.refresh_margin or d.refresh_margin
-  self.batch_size = math.min(cfg.batch_size or d.batch_size, 20)
+  self.batch_size = math.max(1, math.min(math.floor(cfg.batch_size or d.batch_size), 20))
   self.headers = cfg.headers or {}
   self.token_provider = cfg.token_provider
   self.origin = origin(self.base_url)
@@ -411,8 +411,11 @@ function Client:request(method, target, opts)
     local token, terr = self:token()
     if not token then return nil, terr end
     local headers = { Accept = "application/json" }
-    for k, v in pairs(self.headers) do headers[k] = v end
-    for k, v in pairs(opts.headers or {}) do headers[k] = v end
+    for _, extra in ipairs({ self.headers, opts.headers or {} }) do
+      for k, v in pairs(extra) do
+        if k:lower() ~= "authorization" then headers[k] = v end  -- ours wins
+      end
+    end
     headers.Authorization = "Bearer " .. token
     local res, err, why = self:send({
       method = method, url = url, query = opts.query, headers = headers,

@@ -162,7 +162,8 @@ static void weir_crypto_push_b64(lua_State *L, const char *s, size_t len,
     unsigned char *out;
 
     if (len > (size_t)INT_MAX / 4 * 3)
-        luaL_error(L, "crypto.base64_encode: input too large");
+        luaL_error(L, "crypto.%s: input too large",
+                   url ? "base64url_encode" : "base64_encode");
     cap = 4 * ((len + 2) / 3) + 1;
     out = weir_crypto_scratch(L, cap);
     n = (size_t)EVP_EncodeBlock(out, (const unsigned char *)s, (int)len);

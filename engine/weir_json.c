@@ -4,8 +4,10 @@
  * Decoding streams yajl_parse callbacks straight into Lua tables: there
  * is no intermediate DOM, every container is a table on the Lua stack
  * while it is open.  Encoding walks the value recursively and writes into
- * one growable buffer; yajl_gen encodes every string (escaping and UTF-8
- * validation), numbers are formatted here so floats round-trip exactly.
+ * one growable buffer.  yajl_gen encodes the strings that need it
+ * (escapes, UTF-8 validation); structure and numbers are written here,
+ * because yajl_gen caps nesting at 128 levels (YAJL_MAX_DEPTH) where we
+ * promise 1000, and so that floats round-trip exactly.
  *
  * Both directions run the library-owning part inside lua_pcall of a C
  * function so that a Lua error in the middle (out of memory, a value that
@@ -344,8 +346,11 @@ static const yajl_callbacks weir_json_dec_callbacks = {
     weir_json_dec_end_array,
 };
 
-/* Runs under lua_pcall: [decoder] -> value (or nothing on a parse
- * error, which d->status reports). */
+static void weir_json_push_parse_error(lua_State *L, weir_json_decoder *d);
+
+/* Runs under lua_pcall: [decoder] -> value, or the parse error message
+ * (d->status says which).  The message is built here, while the yajl
+ * handle is alive and a memory error is still caught. */
 static int weir_json_dec_protected(lua_State *L) {
     weir_json_decoder *d = lua_touserdata(L, 1);
 
@@ -365,7 +370,9 @@ static int weir_json_dec_protected(lua_State *L) {
         d->completing = 1;
         d->status = yajl_complete_parse(d->h);
     }
-    return d->status == yajl_status_ok ? 1 : 0;
+    if (d->status != yajl_status_ok)
+        weir_json_push_parse_error(L, d);
+    return 1;
 }
 
 /* yajl's verbose-free message is "parse error: reason\n" or "lexical
@@ -440,11 +447,8 @@ int weir_json_decode(lua_State *L, const char *s, size_t len) {
     lua_pushcfunction(L, weir_json_dec_protected);
     lua_pushlightuserdata(L, d);
     status = lua_pcall(L, 1, 1, 0);
-    if (status == LUA_OK && d->status != yajl_status_ok) {
-        lua_pop(L, 1);
-        weir_json_push_parse_error(L, d);
-        status = -1;
-    }
+    if (status == LUA_OK && d->status != yajl_status_ok)
+        status = -1;            /* the message is on the stack */
     yajl_free(d->h);
     if (d->count != d->count_inline)
         free(d->count);
@@ -709,6 +713,16 @@ static void weir_json_enc_float(weir_json_encoder *e, lua_Number x,
     if (isinf(x))
         weir_json_enc_fail(e, p, x > 0 ? "cannot encode inf" :
                                          "cannot encode -inf");
+    if (e->flags & WEIR_JSON_CANONICAL) {
+        /* For hashing: 1.0 and 1 (and -0.0 and 0) are the same content,
+         * so integral floats that fit an integer are written as one. */
+        lua_Integer as_int;
+        /* lua_numbertointeger only range-checks and truncates. */
+        if (floor(x) == x && lua_numbertointeger(x, &as_int)) {
+            weir_json_enc_integer(e, as_int);
+            return;
+        }
+    }
     n = snprintf(tmp, sizeof tmp, "%.14g", (double)x);
     if (!weir_json_float_roundtrips(tmp, (double)x))
         n = snprintf(tmp, sizeof tmp, "%.17g", (double)x);

@@ -15,7 +15,8 @@
 
 #define WEIR_JSON_SORT_KEYS 0x1   /* canonical: object keys sorted */
 #define WEIR_JSON_PRETTY    0x2
-#define WEIR_JSON_CANONICAL 0x4   /* integral floats written as integers (hashing) */
+#define WEIR_JSON_CANONICAL 0x4   /* integral floats that fit lua_Integer
+                                   * written as integers (hashing) */
 
 /* Lua module "weir.json". */
 int weir_open_json(lua_State *L);

@@ -12,6 +12,8 @@
 #include "weir_ledger.h"
 #include "weir_lib.h"
 #include "weir_log.h"
+#include "weir_pg.h"
+#include "weir_redis.h"
 #include "weir_task.h"
 
 const weir_module weir_modules[] = {
@@ -23,4 +25,6 @@ const weir_module weir_modules[] = {
     {"weir.ledger", weir_open_ledger, NULL, NULL},
     {"weir.cursor", weir_open_cursor, NULL, NULL},
     {"weir.http", weir_open_http, weir_http_engine_init, weir_http_engine_close},
+    {"weir.redis", weir_open_redis, weir_redis_engine_init, weir_redis_engine_close},
+    {"weir.pg", weir_open_pg, weir_pg_engine_init, weir_pg_engine_close},
     {NULL, NULL, NULL, NULL}};

@@ -57,6 +57,8 @@ typedef struct weir_trigger {
     weir_cron cron;
     char *tz;                   /* NULL = UTC */
     char *on;                   /* "webhook:NAME" / "stream:KEY" */
+    char *every_param;          /* {every = "$interval"}: "interval"; every_ms
+                                 * is 0 until weir_recipe_apply_params */
 } weir_trigger;
 
 typedef struct weir_retry_policy {
@@ -127,13 +129,43 @@ char *weir_recipe_params_json(weir_engine *e, const weir_recipe *r, const char *
  * Returns 0 and sets *seconds, or -1. */
 int weir_duration_parse(const char *s, double *seconds);
 
+/* "ok: NAME VERSION: N jobs, M params" (singular for 1), malloc'd; the
+ * success line of `weir check`. */
+char *weir_recipe_summary(const weir_recipe *r);
+
+/* Resolves every trigger written {every = "$param"} from params_json (as
+ * returned by weir_recipe_params_json): every_ms = the param's seconds.
+ * Returns 0, or -1 with *errors (one problem per line). */
+int weir_recipe_apply_params(weir_recipe *r, const char *params_json, char **errors);
+
+/* Line of a field of recipe.lua, found by scanning the source text: the
+ * returned table's block, then each key of `path` as a direct child of
+ * the block found so far (`name =`, `["name"] =`, or the index-th
+ * positional element when key is NULL).  When a key cannot be found the
+ * line of the deepest block found is returned (1 at worst). */
+typedef struct weir_recipe_key {
+    const char *key;            /* NULL: positional element `index` (1-based) */
+    int index;
+} weir_recipe_key;
+int weir_recipe_locate(const char *src, size_t len, const weir_recipe_key *path, int npath);
+
 /* Cron: 5 fields (minute hour day-of-month month day-of-week) with
  * `*`, lists, ranges, steps, month / day names, and @hourly @daily
- * @weekly @monthly @yearly.  Returns 0, or -1 with a message in err. */
+ * @midnight @weekly @monthly @yearly @annually.  Returns 0, or -1 with a
+ * message in err naming the field and the column ("hour: 25 is out of
+ * range 0-23 (column 3)"). */
 int weir_cron_parse(const char *expr, weir_cron *out, char *err, size_t errlen);
 
 /* Next fire time strictly after `after_ms` (ms since the epoch) in time
- * zone tz (IANA name; NULL = UTC), or -1 when none within 5 years. */
+ * zone tz (IANA name; NULL = UTC), or -1 when none within 5 years or tz
+ * is not a valid zone.  A local time that does not exist (spring
+ * forward) is skipped; one that happens twice (fall back) fires once, at
+ * its first occurrence.  Switches TZ while it runs (restored before it
+ * returns): call it from the loop thread only. */
 int64_t weir_cron_next(const weir_cron *c, const char *tz, int64_t after_ms);
+
+/* 1 when tz names an IANA zone: a TZif file under $TZDIR or
+ * /usr/share/zoneinfo, no "..", no absolute path. */
+int weir_cron_tz_valid(const char *tz);
 
 #endif

@@ -78,20 +78,19 @@ local function apply_round(delta_link)
     end
   end
   stats.pages, stats.resynced, stats.delta_link = sync.pages, sync.resynced, sync.delta_link
+  -- sample rows as they were after this round
+  stats.samples = {}
+  for i, id in ipairs(stats.changed) do
+    local u = users[id] or {}
+    stats.samples[i] = { id = id, displayName = u.displayName, mail = u.mail, jobTitle = u.jobTitle }
+  end
   return stats
-end
-
-local function row(id)
-  local u = users[id]
-  if not u then return { id = id, removed = true } end
-  return { id = id, displayName = u.displayName, mail = u.mail, jobTitle = u.jobTitle }
 end
 
 local function report(name, s)
   print(string.format("%s: %d added, %d updated, %d removed in %d page(s)%s; %d users now",
     name, s.added, s.updated, s.removed, s.pages, s.resynced and " (full resync)" or "", count(users)))
-  for _, id in ipairs(s.changed) do
-    local r = row(id)
+  for _, r in ipairs(s.samples) do
     print(string.format("  %-36s  %-24s  %s", r.id, r.displayName or "", r.jobTitle or ""))
   end
 end
@@ -122,10 +121,8 @@ local incremental = apply_round(full.delta_link)
 report("incremental sync", incremental)
 
 local function summary(s)
-  local rows = {}
-  for i, id in ipairs(s.changed) do rows[i] = row(id) end
   return { added = s.added, updated = s.updated, removed = s.removed, pages = s.pages,
-           resynced = s.resynced, samples = rows }
+           resynced = s.resynced, samples = s.samples }
 end
 
 return {

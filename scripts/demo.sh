@@ -127,7 +127,8 @@ s = json.load(sys.stdin)
 print("  requests:", json.dumps(s["requests"], sort_keys=True))
 print("  tokens issued:", s["tokens_issued"], " max concurrent requests:", s["max_concurrent"])
 for g in s["retry_gaps"]:
-    print("  retry after %s: waited %.3f s (Retry-After %s)" % (g["status"] or "drop", g["gap"], g["retry_after"]))
+    told = "Retry-After %g s" % g["retry_after"] if g["retry_after"] is not None else "no Retry-After: backoff"
+    print("  retry after %s: waited %.3f s (%s)" % (g["status"] or "a dropped connection", g["gap"], told))
 '
 echo "== weir exited with $status"
 exit "$status"

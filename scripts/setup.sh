@@ -8,7 +8,7 @@ PACKAGES=(
   # build
   gcc make cmake pkg-config
   # runtime libraries
-  liblua5.4-dev libuv1-dev libcurl4-openssl-dev libyajl-dev libssl-dev libsqlite3-dev libhiredis-dev redis-server
+  liblua5.4-dev libuv1-dev libcurl4-openssl-dev libyajl-dev libssl-dev libsqlite3-dev libhiredis-dev redis-server libpq-dev postgresql
   # tests: unit framework, mock servers, leak checks
   libcmocka-dev python3 valgrind curl ca-certificates
   # benchmarks: baselines run side by side

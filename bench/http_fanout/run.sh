@@ -137,16 +137,18 @@ r_node=$(bench_ratio "$w_rate" "$n_rate")
 
 printf '\n== http fan-out: %s GETs of a %s-byte file, %s concurrent, nginx on 127.0.0.1, best of %s ==\n' \
   "$N" "$size" "$CONC" "$REPEAT"
-printf '%-22s %10s %12s %12s %10s %14s\n' side wall_s requests/s peak_RSS_MiB 200s in-process_s
-printf '%-22s %10s %12s %12s %10s %14s\n' weir "$w_wall" "$w_rate" \
-  "$(bench_kib_to_mib "$(cat "$work/weir.rss")")" "$w_ok" "$(printf '%.3f' "$w_in")"
-printf '%-22s %10s %12s %12s %10s %14s\n' "curl --parallel" "$c_wall" "$c_rate" \
-  "$(bench_kib_to_mib "$(cat "$work/curl.rss")")" "$c_ok" "-"
-printf '%-22s %10s %12s %12s %10s %14s\n' "node fetch" "$n_wall" "$n_rate" \
-  "$(bench_kib_to_mib "$(cat "$work/node.rss")")" "$n_ok" "$(printf '%.3f' "$n_in")"
+row() { # side name prefix in-process
+  printf '%-18s %8s %11s %9s %12s %7s %13s\n' "$1" "$(cat "$work/$2.wall")" "$3" \
+    "$(cat "$work/$2.cpu")" "$(bench_kib_to_mib "$(cat "$work/$2.rss")")" "$4" "$5"
+}
+printf '%-18s %8s %11s %9s %12s %7s %13s\n' side wall_s requests/s cpu_s peak_RSS_MiB 200s in-process_s
+row weir weir "$w_rate" "$w_ok" "$(printf '%.3f' "$w_in")"
+row "curl --parallel" curl "$c_rate" "$c_ok" "-"
+row "node fetch" node "$n_rate" "$n_ok" "$(printf '%.3f' "$n_in")"
 printf 'ratio weir/curl (requests/s): %sx (target >= 1.0x)\n' "$r_curl"
 printf 'ratio weir/node (requests/s): %sx (target >= 2x)\n' "$r_node"
 printf '(requests/s = N / wall time of the whole process, startup included;\n'
+printf ' cpu_s = user+system CPU of the client process, nginx not included;\n'
 printf ' in-process_s is the time the script itself measured around the fan-out)\n'
 
 bench_row http weir "$w_wall" "$w_rate" requests/s "$(cat "$work/weir.rss")" \

@@ -89,6 +89,9 @@ pg_start() {
     if [ "$(id -u)" -eq 0 ]; then
         chown "$RUN_USER" "$dir" || die "cannot chown $dir"
         chmod 0755 "$dir"
+        # every parent must be searchable by the server's user
+        as_pg test -x "$dir" ||
+            die "the server's user $RUN_USER cannot reach $dir (a parent directory is not searchable): use a directory directly under /tmp"
     fi
     if [ ! -f "$dir/data/PG_VERSION" ]; then
         as_pg "$PG_BIN/initdb" -D "$dir/data" -U weir --auth=trust -E UTF8 \

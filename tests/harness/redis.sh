@@ -7,8 +7,10 @@
 #   redis.sh stop DIR       stop it (SIGTERM via the pid file, bounded wait)
 #   redis.sh restart DIR    stop, then start again on the same port
 #   redis.sh with CMD ARGS  fresh server in a temp dir; exports WEIR_REDIS_URL and
-#                           adds it to WEIR_ENV_ALLOW; runs CMD; stops the server;
-#                           exits with CMD's status
+#                           WEIR_REDIS_SOCKET (unix:///.../redis.sock) and adds them
+#                           to WEIR_ENV_ALLOW; also WEIR_REDIS_DIR and
+#                           WEIR_REDIS_HARNESS (this script) for restarts; runs CMD;
+#                           stops the server; exits with CMD's status
 #
 # Every wait is a bounded poll on an observable condition (a PONG, a pid that
 # is gone), never a fixed sleep.  Set WEIR_REDIS_PERSIST=1 to keep the
@@ -39,10 +41,23 @@ pid_of() {
     [ -f "$1/redis.pid" ] && cat "$1/redis.pid" 2>/dev/null
 }
 
+# running PID: the process exists and is not a zombie.  The daemon is
+# re-parented to PID 1, which may take its time to reap it: a zombie has
+# let go of its port and socket already.
+running() {
+    local state
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    if [ -n "$state" ]; then
+        [ "$state" != "Z" ]
+    else
+        kill -0 "$1" 2>/dev/null
+    fi
+}
+
 alive() {
     local pid
     pid=$(pid_of "$1") || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && running "$pid"
 }
 
 # wait_ping DIR PORT: up to ~10 s for the server to answer PING.
@@ -62,15 +77,20 @@ wait_ping() {
 }
 
 launch() {
-    local dir=$1 port=$2 persist=()
+    local dir=$1 port=$2 persist=() extra=() major
     if [ "${WEIR_REDIS_PERSIST:-0}" != "1" ]; then
         persist=(--save '' --appendonly no)
+    fi
+    # Redis 7 refuses DEBUG unless enabled; the timeout specs use DEBUG SLEEP
+    major=$("$server" --version 2>/dev/null | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
+    if [ -n "$major" ] && [ "$major" -ge 7 ]; then
+        extra=(--enable-debug-command local)
     fi
     rm -f "$dir/redis.pid"
     "$server" --bind 127.0.0.1 --port "$port" --protected-mode yes \
         --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
         --daemonize yes --pidfile "$dir/redis.pid" --dir "$dir" \
-        --logfile "$dir/redis.log" "${persist[@]}" >/dev/null 2>&1 || return 1
+        --logfile "$dir/redis.log" "${persist[@]}" "${extra[@]}" >/dev/null 2>&1 || return 1
     wait_ping "$dir" "$port"
 }
 
@@ -106,10 +126,10 @@ cmd_stop() {
     [ -n "$pid" ] || return 0
     kill -TERM "$pid" 2>/dev/null
     for i in $(seq 1 500); do
-        kill -0 "$pid" 2>/dev/null || break
+        running "$pid" || break
         sleep 0.02
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if running "$pid"; then
         kill -KILL "$pid" 2>/dev/null
     fi
     rm -f "$dir/redis.pid"
@@ -134,7 +154,8 @@ cmd_with() {
     export WEIR_REDIS_URL=${line#export WEIR_REDIS_URL=}
     export WEIR_REDIS_DIR=$dir
     export WEIR_REDIS_HARNESS=$here/redis.sh
-    export WEIR_ENV_ALLOW=WEIR_REDIS_URL${WEIR_ENV_ALLOW:+,$WEIR_ENV_ALLOW}
+    export WEIR_REDIS_SOCKET=unix://$dir/redis.sock
+    export WEIR_ENV_ALLOW=WEIR_REDIS_URL,WEIR_REDIS_SOCKET${WEIR_ENV_ALLOW:+,$WEIR_ENV_ALLOW}
     "$@"
     status=$?
     exit "$status"

@@ -168,7 +168,12 @@ class Directory:
         n = len(self.order) + 1
         given = GIVEN[self.rng.randrange(len(GIVEN))]
         surname = SURNAMES[self.rng.randrange(len(SURNAMES))]
-        upn = "%s.%s%d@%s" % (given.lower(), surname.lower(), n, self.domain)
+        props = props or {}
+        if isinstance(props.get("displayName"), str) and props["displayName"].strip():
+            given, _, surname = props["displayName"].strip().partition(" ")
+            surname = surname or given
+        upn = "%s.%s%d@%s" % ("".join(c for c in given.lower() if c.isalnum()),
+                              "".join(c for c in surname.lower() if c.isalnum()), n, self.domain)
         user = {
             "id": self._guid(),
             "businessPhones": [],
@@ -182,7 +187,7 @@ class Directory:
             "preferredLanguage": LANGUAGES[self.rng.randrange(len(LANGUAGES))],
             "userPrincipalName": upn,
         }
-        for k, v in (props or {}).items():
+        for k, v in props.items():
             if k != "id":
                 user[k] = v
         return user

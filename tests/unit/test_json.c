@@ -88,6 +88,11 @@ static void assert_encodes(lua_State *L, const char *expr, int flags,
     lua_settop(L, 0);
 }
 
+static int test_json_encode_canonical(lua_State *L) {
+    weir_json_encode(L, 1, WEIR_JSON_CANONICAL);
+    return 1;
+}
+
 /* decode(text) then encode(sort_keys) gives text back. */
 static void assert_roundtrip(lua_State *L, const char *text) {
     lua_settop(L, 0);
@@ -469,6 +474,28 @@ static void test_sort_keys(void **st) {
                "assert(s:find('\"k1\":1,\"k10\":10,\"k100\":100,\"k101\"', 1, true))");
 }
 
+/* WEIR_JSON_CANONICAL (hashing): integral floats that fit an integer are
+ * written as integers, so 1.0 and 1 give the same text; other floats are
+ * unchanged. */
+static void test_canonical_floats(void **st) {
+    lua_State *L = *st;
+    int f = WEIR_JSON_SORT_KEYS | WEIR_JSON_CANONICAL;
+
+    assert_encodes(L, "{b = 1.0, a = {2.0, -0.0, 3}}", f,
+                   "{\"a\":[2,0,3],\"b\":1}");
+    assert_encodes(L, "{0.5, 1e300, 2^63, -2^63}", f,
+                   "[0.5,1e+300,9.2233720368547758e+18,-9223372036854775808]");
+    assert_encodes(L, "1.0", 0, "1.0");
+    assert_encodes(L, "7.0", WEIR_JSON_CANONICAL, "7");
+    lua_settop(L, 0);
+    lua_pushnumber(L, 0.0 / 0.0);
+    lua_pushcfunction(L, test_json_encode_canonical);
+    lua_insert(L, 1);
+    assert_int_not_equal(lua_pcall(L, 1, 1, 0), LUA_OK);
+    assert_contains(lua_tostring(L, -1), "cannot encode NaN at $");
+    lua_settop(L, 0);
+}
+
 static void test_pretty(void **st) {
     lua_State *L = *st;
 
@@ -589,6 +616,37 @@ static void test_alloc_failure_everywhere(void **st) {
     }
 }
 
+/* A parse error needs memory too (the message): failing there must not
+ * leak the yajl handle either. */
+static void test_alloc_failure_in_parse_error(void **st) {
+    static const char bad[] = "{\"a\": [1, 2, {\"b\": \"\\u00e9\"}],\n \"c\" 3}";
+    long budget;
+    (void)st;
+
+    for (budget = 0; budget < 2000; budget++) {
+        test_json_alloc a = {0, 0, 0};
+        lua_State *L = lua_newstate(test_json_alloc_fn, &a);
+        int status;
+
+        assert_non_null(L);
+        lua_pushcfunction(L, test_json_decode_encode);
+        lua_pushlstring(L, bad, sizeof bad - 1);
+        lua_pushinteger(L, 0);
+        a.budget = budget;
+        a.armed = 1;
+        status = lua_pcall(L, 2, 1, 0);
+        a.armed = 0;
+        assert_int_not_equal(status, LUA_OK);
+        if (a.failures == 0) {
+            assert_contains(lua_tostring(L, -1), "parse error at line 2");
+            lua_close(L);
+            return;
+        }
+        lua_close(L);
+    }
+    fail_msg("never got the parse error");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, test_json_setup, test_json_teardown)
@@ -606,9 +664,11 @@ int main(void) {
         T(test_encode_errors_name_path),
         T(test_depth_limits),
         T(test_sort_keys),
+        T(test_canonical_floats),
         T(test_pretty),
         T(test_large_output),
         cmocka_unit_test(test_alloc_failure_everywhere),
+        cmocka_unit_test(test_alloc_failure_in_parse_error),
 #undef T
     };
     return cmocka_run_group_tests_name("weir.json", tests, NULL, NULL);

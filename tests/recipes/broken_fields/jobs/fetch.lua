@@ -1,0 +1,4 @@
+local M = {}
+function M.run() end
+function M.setup() end
+return M

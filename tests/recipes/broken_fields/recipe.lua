@@ -1,0 +1,38 @@
+return {
+  name = "Bad Name",
+  colour = "blue",
+  params = {
+    level   = {type = "strng"},
+    label   = {type = "string", description = 7},
+    token   = {type = "string", secret = true, default = "abcd"},
+    count   = {type = "integer", default = 1.5},
+    wait    = {type = "duration", default = "soon"},
+    home    = {type = "url", default = "ftp://example.com/"},
+    ["Bad-Param"] = {type = "string"},
+    must    = {type = "string", required = "yes", default = "x"},
+  },
+  jobs = {
+    fetch = {
+      handler = "jobs.fetch.run",
+      retry = {max_attempts = -1, base = "2s", cap = "1s", jitter = "some"},
+      concurrency = 0,
+      timeout = "abc",
+      triggers = {
+        {every = "30s", cron = "0 * * * *"},
+        {cron = "0 25 * * *", tz = "Europe/Pariss"},
+        {on = "email:inbox"},
+        {every = "500ms"},
+        {every = "$label"},
+        {every = "$nope"},
+        {manual = false},
+        {every = "1m", tz = "UTC"},
+        {},
+      },
+    },
+    ["Bad Job"] = {handler = "jobs.fetch.run"},
+    nofn = {handler = "jobs.fetch.missing"},
+    nomod = {handler = "jobs.absent.run"},
+    badhandler = {handler = "run", colour = 1},
+    notrig = {handler = "jobs.fetch.run", triggers = {every = "5m"}},
+  },
+}

@@ -1,0 +1,2 @@
+-- forgot the table
+return "workspace-audit"

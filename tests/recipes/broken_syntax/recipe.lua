@@ -1,0 +1,5 @@
+return {
+  name = "syntax",
+  version = "1"
+  jobs = {},
+}

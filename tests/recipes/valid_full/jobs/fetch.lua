@@ -1,0 +1,5 @@
+local M = {}
+function M.run(params)
+  return {fetched = 0}
+end
+return M

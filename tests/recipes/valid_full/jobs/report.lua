@@ -1,0 +1,5 @@
+local M = {}
+function M.daily(params)
+  return "report"
+end
+return M

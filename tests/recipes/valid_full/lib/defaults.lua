@@ -1,0 +1,1 @@
+return {page_size = 100}

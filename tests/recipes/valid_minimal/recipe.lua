@@ -1,0 +1,7 @@
+return {
+  name = "minimal",
+  version = "0.1",
+  jobs = {
+    hello = {handler = "jobs.hello.run"},
+  },
+}
