@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 #include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <lauxlib.h>
@@ -24,6 +26,8 @@
 #include "weir_log.h"
 #include "weir_lib.h"
 #include "weir_queue.h"
+#include "weir_recipe.h"
+#include "weir_runner.h"
 #include "weir_runs.h"
 #include "weir_state.h"
 #include "weir_store.h"
@@ -52,6 +56,9 @@ typedef struct weir_cli_opts {
     const char *filter;         /* test */
     int verbose;
     int failed_only, json, limit;   /* runs */
+    int once;                       /* run DIR */
+    const char *job, *payload;
+    double grace, lease;
 } weir_cli_opts;
 
 static int weir_cli_parse_size(const char *s, size_t *out) {
@@ -139,6 +146,22 @@ static int weir_cli_parse(const char *cmd, int argc, char **argv, weir_cli_opts 
             if (!strchr(val, '=') || val[0] == '=')
                 return weir_cli_usage_error(cmd, "--set expects key=value, got '%s'", val);
             o->sets[o->nsets++] = val;
+        } else if (allow_set && strcmp(a, "--once") == 0) {
+            o->once = 1;
+        } else if (allow_set && strcmp(a, "--job") == 0) {
+            WEIR_NEED_VALUE();
+            o->job = val;
+        } else if (allow_set && strcmp(a, "--payload") == 0) {
+            WEIR_NEED_VALUE();
+            o->payload = val;
+        } else if (allow_set && strcmp(a, "--lease") == 0) {
+            WEIR_NEED_VALUE();
+            if (weir_duration_parse(val, &o->lease) != 0 || o->lease < 0.3)
+                return weir_cli_usage_error(cmd, "--lease: a duration of at least 300ms, got '%s'", val);
+        } else if (allow_set && strcmp(a, "--grace") == 0) {
+            WEIR_NEED_VALUE();
+            if (weir_duration_parse(val, &o->grace) != 0 || o->grace < 0)
+                return weir_cli_usage_error(cmd, "--grace: not a duration: '%s'", val);
         } else if (allow_filter == 1 && strcmp(a, "--filter") == 0) {
             WEIR_NEED_VALUE();
             o->filter = val;
@@ -354,6 +377,155 @@ static void weir_cli_record_run(weir_engine *e, weir_state *st, weir_job *job, i
     free(clean);
 }
 
+/* ---- recipes: check and run DIR ---- */
+
+static weir_recipe *weir_cli_load_recipe(weir_engine *e, const char *dir) {
+    char *errors = NULL;
+    weir_recipe *r = weir_recipe_load(e, dir, &errors);
+    if (!r) {
+        weir_cli_print_error(e, "", errors ? errors : "cannot load the recipe");
+        free(errors);
+    }
+    return r;
+}
+
+static int weir_cli_cmd_check(int argc, char **argv) {
+    weir_cli_opts o = {0};
+    weir_engine *e;
+    weir_recipe *r;
+    int rc = weir_cli_parse("check", argc, argv, &o, 0, 0);
+    if (rc < 0) { weir_cli_opts_free(&o); return -1; }
+    if (rc) { weir_cli_opts_free(&o); return rc; }
+    if (o.npaths != 1) {
+        weir_cli_opts_free(&o);
+        return weir_cli_usage_error("check", "%s", "expects exactly one recipe DIR");
+    }
+    e = weir_cli_engine(&o);
+    if (!e) { weir_cli_opts_free(&o); return WEIR_EXIT_FAIL; }
+    r = weir_cli_load_recipe(e, o.paths[0]);
+    if (r) {
+        char *sum = weir_recipe_summary(r);
+        puts(sum ? sum : "ok");
+        free(sum);
+        weir_recipe_free(r);
+    }
+    weir_engine_free(e);
+    weir_cli_opts_free(&o);
+    return r ? WEIR_EXIT_OK : WEIR_EXIT_FAIL;
+}
+
+typedef struct {
+    weir_engine *e;
+    weir_runner *rn;
+    uv_signal_t sigterm, sigint;
+    int signals;
+    int stopped;
+    int interrupts;
+} weir_cli_daemon;
+
+static void weir_cli_daemon_stopped(void *ud) {
+    weir_cli_daemon *d = ud;
+    d->stopped = 1;
+    if (d->signals) {
+        uv_close((uv_handle_t *)&d->sigterm, NULL);
+        uv_close((uv_handle_t *)&d->sigint, NULL);
+        d->signals = 0;
+    }
+}
+
+static void weir_cli_daemon_signal(uv_signal_t *h, int signum) {
+    weir_cli_daemon *d = h->data;
+    if (signum == SIGINT && ++d->interrupts >= 2) {
+        fprintf(stderr, "weir: second interrupt: exiting now\n");
+        _exit(130);
+    }
+    weir_log_write(d->e->log, WEIR_LOG_INFO, NULL, NULL,
+                   signum == SIGTERM ? "SIGTERM: stopping (in-flight jobs get the grace period)"
+                                     : "SIGINT: stopping (interrupt again to exit at once)", NULL);
+    weir_runner_stop(d->rn, weir_cli_daemon_stopped, d);
+}
+
+static int weir_cli_run_recipe(weir_cli_opts *o, const char *dir) {
+    weir_cli_daemon d;
+    weir_runner_opts ro;
+    weir_recipe *r;
+    weir_queue *q = NULL;
+    char *params = NULL, *errors = NULL, *err = NULL;
+    int status = WEIR_EXIT_FAIL;
+    memset(&d, 0, sizeof d);
+    d.e = weir_cli_engine(o);
+    if (!d.e) return WEIR_EXIT_FAIL;
+    r = weir_cli_load_recipe(d.e, dir);
+    if (!r) goto out;
+    params = weir_recipe_params_json(d.e, r, o->sets, o->nsets, &errors);
+    if (!params || weir_recipe_apply_params(r, params, &errors) != 0) {
+        weir_cli_print_error(d.e, "", errors ? errors : "invalid parameters");
+        weir_recipe_free(r);
+        goto out;
+    }
+    if (o->job && !weir_recipe_find_job(r, o->job)) {
+        fprintf(stderr, "weir run: recipe %s has no job '%s'\n", r->name, o->job);
+        weir_recipe_free(r);
+        goto out;
+    }
+    q = weir_queue_open(d.e, NULL, &err);
+    if (!q) {
+        fprintf(stderr, "weir run: %s\n", err ? err : "cannot open the queue");
+        weir_recipe_free(r);
+        goto out;
+    }
+    memset(&ro, 0, sizeof ro);
+    ro.once = o->once;
+    ro.only_job = o->job;
+    ro.payload_json = o->payload;
+    ro.grace_s = o->grace;
+    ro.lease_ms = (int64_t)(o->lease * 1000.0);
+    d.rn = weir_runner_new(d.e, r, params, q, &ro, &err);   /* owns r and params */
+    params = NULL;
+    if (!d.rn) {
+        fprintf(stderr, "weir run: %s\n", err ? err : "cannot start");
+        goto out;
+    }
+    if (weir_runner_start(d.rn, &err) != 0) {
+        fprintf(stderr, "weir run: %s\n", err ? err : "cannot start");
+        weir_runner_stop(d.rn, weir_cli_daemon_stopped, &d);
+        weir_engine_run(d.e);
+        goto out;
+    }
+    uv_signal_init(d.e->loop, &d.sigterm);
+    uv_signal_init(d.e->loop, &d.sigint);
+    d.sigterm.data = d.sigint.data = &d;
+    uv_signal_start(&d.sigterm, weir_cli_daemon_signal, SIGTERM);
+    uv_signal_start(&d.sigint, weir_cli_daemon_signal, SIGINT);
+    d.signals = 1;
+    /* --once / --job stop by themselves; the runner calls on_stopped */
+    if (o->once || o->job) weir_runner_stop_when_done(d.rn, weir_cli_daemon_stopped, &d);
+    weir_engine_run(d.e);
+    if (!d.stopped) {
+        fprintf(stderr, "weir run: the loop ended before the runner stopped\n");
+    } else {
+        const weir_runner_stats *s = weir_runner_get_stats(d.rn);
+        status = (o->once || o->job) ? (weir_runner_exit_status(d.rn) ? WEIR_EXIT_FAIL : WEIR_EXIT_OK)
+                                     : WEIR_EXIT_OK;
+        fprintf(stderr, "weir: %s: %lld started, %lld succeeded, %lld retried, %lld dead-lettered,"
+                        " %lld released\n", dir, s->started, s->succeeded, s->retried, s->dead,
+                s->released);
+    }
+out:
+    if (d.signals) {
+        uv_close((uv_handle_t *)&d.sigterm, NULL);
+        uv_close((uv_handle_t *)&d.sigint, NULL);
+        uv_run(d.e->loop, UV_RUN_NOWAIT);
+    }
+    weir_runner_free(d.rn);
+    if (q) q->vt->close(q);
+    free(params);
+    free(errors);
+    free(err);
+    weir_engine_free(d.e);
+    return status;
+}
+
 static int weir_cli_cmd_run(int argc, char **argv) {
     weir_cli_opts o = {0};
     weir_cli_run r = {0};
@@ -377,10 +549,13 @@ static int weir_cli_cmd_run(int argc, char **argv) {
         return WEIR_EXIT_FAIL;
     }
     if (S_ISDIR(sb.st_mode)) {
-        fprintf(stderr, "weir run: %s is a directory; recipe directories need a "
-                        "recipe.lua (recipe support is not built yet)\n", path);
+        rc = weir_cli_run_recipe(&o, path);
         weir_cli_opts_free(&o);
-        return WEIR_EXIT_FAIL;
+        return rc;
+    }
+    if (o.once || o.job || o.payload) {
+        weir_cli_opts_free(&o);
+        return weir_cli_usage_error("run", "%s", "--once, --job and --payload are for recipe directories");
     }
     r.o = &o;
     r.e = weir_cli_engine(&o);
@@ -877,8 +1052,14 @@ static int weir_cli_cmd_version(int argc, char **argv) {
 static int weir_cli_cmd_help(int argc, char **argv);
 
 static const weir_cli_cmd weir_cli_cmds[] = {
-    {"run", "run a Lua script as one job",
+    {"run", "run a Lua script as one job, or a recipe directory",
      "usage: weir run FILE.lua [--set key=value ...] [options]\n"
+     "       weir run DIR [--set key=value ...] [--once | --job NAME [--payload JSON]] [--grace DUR]\n"
+     "\n"
+     "With a recipe DIR: runs its jobs from their triggers until SIGTERM / SIGINT\n"
+     "(in-flight jobs get --grace, default 30s; queue leases last --lease, default\n"
+     "30s, renewed every third); --once runs every scheduled job\n"
+     "once (with retries) and exits 0 when all succeeded; --job runs one job once.\n"
      "\n"
      "Runs FILE.lua as one job in a fresh sandboxed state.  The chunk receives a\n"
      "params table built from --set as its first argument (local params = ...).\n"
@@ -892,6 +1073,13 @@ static const weir_cli_cmd weir_cli_cmds[] = {
      "  --log-level LEVEL     debug | info | warn | error (default info)\n"
      "  --log-file FILE       append JSON-lines logs to FILE (default stderr)\n",
      weir_cli_cmd_run},
+    {"check", "validate a recipe directory without running it",
+     "usage: weir check DIR\n"
+     "\n"
+     "Loads DIR/recipe.lua and its handler modules in a sandbox and validates\n"
+     "every field.  Prints 'ok: NAME VERSION: N jobs, M params' (exit 0) or every\n"
+     "problem as FILE:LINE: field: what is wrong (exit 1).\n",
+     weir_cli_cmd_check},
     {"test", "run *_spec.lua files",
      "usage: weir test [PATH ...] [--filter TEXT] [--verbose]\n"
      "\n"

@@ -318,10 +318,10 @@ static void weir_pg_err_from_result(weir_pg_error *e, const PGresult *res) {
  * stays (sqlstate 57P01 on a shutdown), the kind becomes "connection". */
 static void weir_pg_err_connection(weir_pg_error *e, const weir_pg_pool *p,
                                    weir_pg_err_kind kind, const char *why) {
-    char buf[512];
-    snprintf(buf, sizeof buf, "pg %s: %s%s%s", p->name,
+    char buf[1024];
+    snprintf(buf, sizeof buf, "pg %s: %s%s", p->name,
              kind == WEIR_PG_ERR_CLOSED ? "" : "connection lost: ",
-             e->message ? e->message : why, "");
+             e->message ? e->message : why);
     free(e->message);
     e->message = strdup(buf);
     e->kind = kind;
@@ -674,7 +674,6 @@ static void weir_pg_conn_connected(weir_pg_conn *c) {
         weir_pg_connect_failed(c, "cannot watch the connection's socket");
         return;
     }
-    PQsetNoticeProcessor(c->pg, weir_pg_ignore_notice, NULL);
     setup = weir_pg_req_new(p, WEIR_PG_REQ_EXEC);
     if (!setup || weir_pg_req_set_stmts(setup, &st, 1) != 0) {
         if (setup) weir_pg_req_free(setup);
@@ -737,6 +736,8 @@ static weir_pg_conn *weir_pg_conn_open(weir_pg_pool *p, int dedicated, weir_pg_r
         weir_pg_connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
         return NULL;
     }
+    /* libpq's default notice processor prints to stderr */
+    PQsetNoticeProcessor(c->pg, weir_pg_ignore_notice, NULL);
     uv_timer_start(&c->timer, weir_pg_conn_timer_cb, p->connect_timeout_ms, 0);
     /* as if PQconnectPoll had returned PGRES_POLLING_WRITING */
     if (weir_pg_io_open(c) != 0) {
@@ -1538,8 +1539,10 @@ static void weir_pg_session_release(weir_pg_session *s) {
     weir_pg_conn *c = s->conn;
     if (s->on_note) {               /* wake a listener waiting on it */
         void (*fn)(void *, int) = s->on_note;
+        void *ud = s->on_note_ud;
         s->on_note = NULL;
-        fn(s->on_note_ud, 1);
+        s->on_note_ud = NULL;
+        fn(ud, 1);
     }
     if (c && c->req) {
         s->releasing = 1;
@@ -2550,40 +2553,40 @@ static int weir_pg_l_copy(lua_State *L) {
 
 /* -- notifications -- */
 
+/* A next() call.  It stays registered on its session (on_note) from
+ * creation until the op is freed, even after it was woken, so that a
+ * session released in between (listener:close() from another task)
+ * detaches it instead of leaving it a dangling pointer. */
 typedef struct weir_pg_note_op {
     weir_op base;
-    weir_pg_session *s;         /* NULL once the listener closed */
+    weir_pg_session *s;         /* NULL once the session was released */
     uv_timer_t timer;
     double timeout;
+    int waiting;
     int timed_out;
     int closed;
 } weir_pg_note_op;
 
-static void weir_pg_note_op_detach(weir_pg_note_op *op) {
-    weir_pg_session *s = op->s;
-    if (s && s->on_note_ud == op) {
-        s->on_note = NULL;
-        s->on_note_ud = NULL;
-        if (s->conn) weir_pg_conn_update_io(s->conn);
-    }
+static void weir_pg_note_op_wakeup(weir_pg_note_op *op) {
+    if (!op->waiting) return;
+    op->waiting = 0;
     uv_timer_stop(&op->timer);
+    weir_op_complete(&op->base);
 }
 
 static void weir_pg_note_wake(void *ud, int closing) {
     weir_pg_note_op *op = ud;
-    weir_pg_note_op_detach(op);
-    if (closing) {
-        op->closed = 1;
+    if (closing) {              /* the session goes away now */
         op->s = NULL;
+        op->closed = 1;
     }
-    weir_op_complete(&op->base);
+    weir_pg_note_op_wakeup(op);
 }
 
 static void weir_pg_note_timeout(uv_timer_t *t) {
     weir_pg_note_op *op = t->data;
-    weir_pg_note_op_detach(op);
     op->timed_out = 1;
-    weir_op_complete(&op->base);
+    weir_pg_note_op_wakeup(op);
 }
 
 static int weir_pg_push_note(lua_State *L, weir_pg_session *s) {
@@ -2606,7 +2609,7 @@ static int weir_pg_push_note(lua_State *L, weir_pg_session *s) {
 
 static int weir_pg_note_op_push(lua_State *L, weir_op *base) {
     weir_pg_note_op *op = (weir_pg_note_op *)base;
-    if (op->closed) {
+    if (op->closed || !op->s) {
         lua_pushnil(L);
         lua_createtable(L, 0, 3);
         lua_pushliteral(L, "closed");
@@ -2634,7 +2637,14 @@ static void weir_pg_note_op_closed(uv_handle_t *h) { free(h->data); }
 
 static void weir_pg_note_op_release(weir_op *base) {
     weir_pg_note_op *op = (weir_pg_note_op *)base;
-    weir_pg_note_op_detach(op);
+    weir_pg_session *s = op->s;
+    if (s && s->on_note_ud == op) {
+        s->on_note = NULL;
+        s->on_note_ud = NULL;
+        if (s->conn) weir_pg_conn_update_io(s->conn);
+    }
+    op->s = NULL;
+    uv_timer_stop(&op->timer);
     uv_close((uv_handle_t *)&op->timer, weir_pg_note_op_closed);
 }
 
@@ -2651,6 +2661,7 @@ static int weir_pg_l_wait_notify(lua_State *L) {
     if (!s->conn) return weir_pg_l_lost(L, s);
     job = weir_job_check(L, "listener:next");
     if (s->on_note) return luaL_error(L, "listener:next: another task is already waiting on it");
+    /* (on_note stays set until that task has its answer) */
     op = calloc(1, sizeof *op);
     if (!op) return luaL_error(L, "listener:next: out of memory");
     op->base.push = weir_pg_note_op_push;
@@ -2658,6 +2669,7 @@ static int weir_pg_l_wait_notify(lua_State *L) {
     op->base.free = weir_pg_note_op_release;
     op->base.what = "listener:next";
     op->s = s;
+    op->waiting = 1;
     op->timeout = timeout;
     uv_timer_init(job->st->eng->loop, &op->timer);
     op->timer.data = op;

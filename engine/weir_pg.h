@@ -16,8 +16,9 @@
  * PostgreSQL backend).  Callbacks always run from a libuv callback, never
  * from inside the call that started the request, and exactly once unless
  * the request is cancelled.  Requests in flight when the engine closes
- * finish during its final loop run; requests still waiting for a
- * connection get kind WEIR_PG_ERR_CLOSED.
+ * finish during its final loop run (at most 10 s, then they fail with
+ * WEIR_PG_ERR_CLOSED); requests still waiting for a connection get kind
+ * WEIR_PG_ERR_CLOSED.
  */
 #ifndef WEIR_PG_H
 #define WEIR_PG_H

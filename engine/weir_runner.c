@@ -63,6 +63,7 @@ struct weir_runner_exec {
     int timed_out;
     int lease_lost;
     int shutdown;
+    int64_t retry_at;           /* ms: when the retry is due (status retrying) */
     char *error;                /* redacted error of this attempt */
     const char *status;         /* succeeded | retrying | dead | released */
     weir_lib_counts counts;
@@ -315,6 +316,14 @@ static void weir_runner_settled(void *ud, const char *err, weir_queue_item *item
     rec.status = x->status;
     rec.counts = x->counts;
     rec.error = x->error;
+    /* wake for the retry rather than at the next poll */
+    if (x->retry_at && rn->poll_open && !rn->stopping) {
+        int64_t wait = x->retry_at - weir_store_now_ms();
+        if (wait < 1) wait = 1;
+        if (!uv_is_active((uv_handle_t *)&rn->poll) ||
+            uv_timer_get_due_in(&rn->poll) > (uint64_t)wait)
+            uv_timer_start(&rn->poll, weir_runner_poll_cb, (uint64_t)wait, 0);
+    }
     store = weir_store_of_engine(rn->e, &serr);
     free(serr);
     if (!store || weir_runs_insert(store, &rec, weir_runner_recorded, x) != 0)
@@ -402,6 +411,7 @@ static void weir_runner_job_done(weir_job *job, void *data) {
             rn->stats.retried++;
             next.attempt = x->item.attempt + 1;
             next.run_at = now + (int64_t)(delay * 1000.0);
+            x->retry_at = next.run_at;
             weir_runner_fields(fields, sizeof fields, x->item.id, x->item.attempt, "error",
                                x->error);
             weir_runner_log(rn, WEIR_LOG_WARN, x->jd->def->name, "job failed; will retry", fields);
@@ -777,6 +787,11 @@ void weir_runner_stop(weir_runner *rn, void (*on_stopped)(void *ud), void *ud) {
     if (rn->execs && rn->grace_open)
         uv_timer_start(&rn->grace, weir_runner_grace_over, (uint64_t)(rn->opts.grace_s * 1000.0), 0);
     weir_runner_maybe_stopped(rn);
+}
+
+void weir_runner_stop_when_done(weir_runner *rn, void (*on_stopped)(void *ud), void *ud) {
+    rn->on_stopped = on_stopped;
+    rn->on_stopped_ud = ud;
 }
 
 int weir_runner_exit_status(const weir_runner *rn) {

@@ -45,6 +45,9 @@ int weir_runner_start(weir_runner *rn, char **err);
 /* Graceful stop; on_stopped runs once everything settled. */
 void weir_runner_stop(weir_runner *rn, void (*on_stopped)(void *ud), void *ud);
 
+/* --once / only_job: call on_stopped when the runner stopped by itself. */
+void weir_runner_stop_when_done(weir_runner *rn, void (*on_stopped)(void *ud), void *ud);
+
 /* After a --once / only_job run stopped: 0 when every job succeeded. */
 int weir_runner_exit_status(const weir_runner *rn);
 const weir_runner_stats *weir_runner_get_stats(const weir_runner *rn);

@@ -74,6 +74,20 @@ describe("db:listen", function()
     assert.has_error(function() l:next(1) end, "closed")
   end)
 
+  it("survives a close racing with a notification that woke a waiter", function()
+    -- whichever runs first, the waiter gets the note or kind closed
+    for i = 1, 20 do
+      local l = assert(db:listen("ls_race"))
+      local h = task.spawn(function() return l:next(10) end)
+      task.sleep(0)
+      notify("ls_race", "n" .. i)
+      l:close()
+      local ok, note, err = task.wait(h)
+      assert.is_true(ok)
+      if note then assert.equals("n" .. i, note.payload) else assert.equals("closed", err.kind) end
+    end
+  end)
+
   it("reports a lost connection once, then listens again", function()
     local l = assert(db:listen("ls_lost"))
     local pid = assert(db:query(
@@ -98,6 +112,21 @@ describe("db:listen", function()
     assert.is_true(ok2)
     assert.equals("after", note2.payload)
     l:close()
+  end)
+
+  it("closes as a to-be-closed variable", function()
+    local function listening()
+      return db:query([[SELECT count(*) AS n FROM pg_stat_activity WHERE query = 'LISTEN "ls_scoped"']])[1].n
+    end
+    do
+      local l <close> = assert(db:listen("ls_scoped"))
+      assert.equals(1, listening())
+    end
+    for _ = 1, 1000 do           -- the backend exits once it sees the socket closed
+      if listening() == 0 then break end
+      task.sleep(0.005)
+    end
+    assert.equals(0, listening())
   end)
 
   it("uses a dedicated connection outside the pool's size", function()

@@ -25,7 +25,7 @@
 #include "weir_state.h"
 
 static char server_dir[64];
-static char dsn[256];
+static char dsn[512];
 
 /* ---- server ---- */
 
