@@ -29,6 +29,8 @@
 
 #include <lauxlib.h>
 
+#define WEIR_CO_CLOSE_MAX_DEPTH 32
+
 static char weir_job_tag;            /* its address is the yield tag */
 static char weir_job_waiting_key;    /* registry: weak set of parked threads */
 static uint64_t weir_job_next_id = 1;
@@ -112,10 +114,45 @@ weir_job *weir_job_new(weir_state *st) {
 
 void weir_job_retain(weir_job *job) { job->refs++; }
 
+/* ---- spawned jobs ---- */
+
+static void weir_job_unlink_child(weir_job *child) {
+    weir_job *parent = child->parent;
+    if (!parent) return;
+    if (child->prev_sibling) child->prev_sibling->next_sibling = child->next_sibling;
+    else parent->children = child->next_sibling;
+    if (child->next_sibling) child->next_sibling->prev_sibling = child->prev_sibling;
+    child->parent = child->prev_sibling = child->next_sibling = NULL;
+}
+
+void weir_job_adopt(weir_job *parent, weir_job *child) {
+    weir_job_unlink_child(child);
+    child->parent = parent;
+    child->next_sibling = parent->children;
+    if (parent->children) parent->children->prev_sibling = child;
+    parent->children = child;
+}
+
+/* A failed job takes the jobs it spawned with it: a script that spawns
+ * work and then fails must not leave that work running (each spawned
+ * job has its own CPU cap, so N spinning tasks would starve the engine
+ * N times the cap).  Their failure cascades to what they spawned. */
+static void weir_job_kill_children(weir_job *job) {
+    while (job->children) {
+        weir_job *child = job->children;
+        weir_job_unlink_child(child);
+        weir_job_retain(child);
+        weir_job_kill(child, "task killed: the job that spawned it failed");
+        weir_job_release(child);
+    }
+}
+
 void weir_job_release(weir_job *job) {
     weir_state *st;
     if (--job->refs > 0) return;
     st = job->st;
+    weir_job_unlink_child(job);
+    while (job->children) weir_job_unlink_child(job->children);
     if (job->op) {                  /* never started, or owner gone early */
         if (job->op->state == WEIR_OP_PENDING) job->op->cancel(job->op);
         else job->op->free(job->op);
@@ -166,6 +203,7 @@ static void weir_job_drop_op(weir_job *job) {
 struct weir_job_fail_ctx {
     weir_job *job;
     const char *reason;     /* NULL: the error value is on co's top */
+    int traceback;          /* add co's traceback to reason */
 };
 
 /* Runs on the state's main thread (protected): formats the error with a
@@ -174,8 +212,15 @@ static int weir_job_fail_protected(lua_State *L) {
     struct weir_job_fail_ctx *ctx = lua_touserdata(L, 1);
     weir_job *job = ctx->job;
     if (!job->error) {
-        if (ctx->reason) job->error = strdup(ctx->reason);
-        else job->error = weir_state_error_string(job->co, 1);
+        if (ctx->reason && ctx->traceback) {
+            luaL_traceback(L, job->co, ctx->reason, 0);
+            job->error = strdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        } else if (ctx->reason) {
+            job->error = strdup(ctx->reason);
+        } else {
+            job->error = weir_state_error_string(job->co, 1);
+        }
     }
     /* keep the error value itself for task.wait (tables stay tables) */
     if (ctx->reason) {
@@ -199,9 +244,11 @@ static void weir_job_finish(weir_job *job) {
     }
 }
 
-static void weir_job_fail(weir_job *job, const char *reason) {
+static void weir_job_kill_children(weir_job *job);
+
+static void weir_job_fail_tb(weir_job *job, const char *reason, int traceback) {
     weir_state *st = job->st;
-    struct weir_job_fail_ctx ctx = {job, reason};
+    struct weir_job_fail_ctx ctx = {job, reason, traceback};
     weir_job *prev = st->running;
     job->status = WEIR_JOB_FAILED;
     weir_job_drop_op(job);
@@ -215,7 +262,12 @@ static void weir_job_fail(weir_job *job, const char *reason) {
     st->running = prev;
     if (!job->error) job->error = strdup(reason ? reason : "job failed (out of memory while formatting the error)");
     job->nres = 0;
+    weir_job_kill_children(job);
     weir_job_finish(job);
+}
+
+static void weir_job_fail(weir_job *job, const char *reason) {
+    weir_job_fail_tb(job, reason, 0);
 }
 
 void weir_job_kill(weir_job *job, const char *reason) {
@@ -248,6 +300,24 @@ static void weir_job_memory_reason(weir_job *job, char *out, size_t len) {
              "(not enough memory)", where, job->st->mem_limit >> 20);
 }
 
+/* "file:line: coroutine.yield outside a coroutine..." at the script
+ * position of a stray yield (the suspended thread's stack still holds
+ * the yield call and its Lua caller). */
+static void weir_job_yield_reason(weir_job *job, char *out, size_t len) {
+    lua_Debug ar;
+    int level;
+    char where[300] = "";
+    for (level = 0; lua_getstack(job->co, level, &ar); level++) {
+        if (lua_getinfo(job->co, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(where, sizeof where, "%s:%d: ", ar.short_src, ar.currentline);
+            break;
+        }
+    }
+    snprintf(out, len, "%scoroutine.yield outside a coroutine: a job may only yield "
+             "through engine calls (use coroutine.wrap or coroutine.create to yield "
+             "values)", where);
+}
+
 void weir_job_resume(weir_job *job) {
     weir_state *st = job->st;
     int nargs = 0, nres = 0, rc;
@@ -268,15 +338,22 @@ void weir_job_resume(weir_job *job) {
             weir_job_fail(job, job->kill_reason ? job->kill_reason
                                : "job killed: CPU limit exceeded");
         } else if (!engine || !job->op) {
-            weir_job_fail(job, "coroutine.yield outside a coroutine: a job may only "
-                               "yield through engine calls (use coroutine.wrap or "
-                               "coroutine.create to yield values)");
+            char reason[512];
+            weir_job_yield_reason(job, reason, sizeof reason);
+            weir_job_fail_tb(job, reason, 1);
         } else if (job->op->state == WEIR_OP_COMPLETED) {
             job->status = WEIR_JOB_READY;         /* completed synchronously */
             weir_engine_ready(st->eng, job);
         } else {
             job->status = WEIR_JOB_WAITING;
         }
+    } else if (rc == LUA_OK && (job->killed || st->slice_killed)) {
+        /* coroutine.resume or pcall(coroutine.wrap(...)) caught the kill
+         * in an inner thread and the job returned before its own hook
+         * fired again: a killed job never ends as a success */
+        lua_pop(job->co, nres);
+        weir_job_fail(job, job->kill_reason ? job->kill_reason
+                           : "job killed: CPU limit exceeded");
     } else if (rc == LUA_OK) {
         job->status = WEIR_JOB_DONE;
         job->nres = nres;
@@ -478,13 +555,27 @@ static int weir_co_wrap(lua_State *L) {
     return 1;
 }
 
+/* coroutine.close runs the closed thread's __close handlers, which may
+ * close further coroutines.  Lua 5.4.4 restarts the C-call count of each
+ * thread it resets (fixed in 5.4.5), so nested closes recurse in C with
+ * no limit and overflow the C stack: we count the nesting ourselves. */
 static int weir_co_close(lua_State *L) {
     lua_State *co = weir_co_check(L, 1);
+    weir_state *st = weir_state_of(L);
+    int rc;
     weir_co_guard(L, co, "close");
-    /* defer to the stock implementation kept as upvalue 1 */
+    if (st->close_depth >= WEIR_CO_CLOSE_MAX_DEPTH)
+        return luaL_error(L, "coroutine.close: C stack overflow (closes nested more "
+                             "than %d deep through __close handlers)",
+                          WEIR_CO_CLOSE_MAX_DEPTH);
+    /* defer to the stock implementation kept as upvalue 1; protected so
+     * the depth is restored on every path, then any error re-raised */
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    st->close_depth++;
+    rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    st->close_depth--;
+    if (rc != LUA_OK) return lua_error(L);
     return lua_gettop(L);
 }
 

@@ -91,6 +91,10 @@ struct weir_job {
 
     weir_job *next_ready;
     weir_job *prev_in_state, *next_in_state;
+
+    weir_job *parent;           /* the job that spawned this one, or NULL */
+    weir_job *children;         /* jobs this one spawned (weir_job_adopt) */
+    weir_job *prev_sibling, *next_sibling;
 };
 
 /* Creates a job with a new thread in st.  Push the function and its
@@ -106,6 +110,11 @@ void weir_job_start(weir_job *job, int nargs, weir_job_done_fn on_done,
  * `reason`.  on_done runs.  Safe to call from any callback, but not on
  * the running job (the CPU hook kills that one). */
 void weir_job_kill(weir_job *job, const char *reason);
+
+/* Records that parent spawned child: when parent fails, child (if it
+ * has not ended) is killed, and so on down.  The link is weak: it is
+ * dropped when either job is freed. */
+void weir_job_adopt(weir_job *parent, weir_job *child);
 
 void weir_job_retain(weir_job *job);
 /* Drops a reference; the last one frees the thread and the job. */

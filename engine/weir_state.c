@@ -34,10 +34,14 @@ static char weir_state_base_key;       /* registry: the base table */
 static char weir_state_frozen_key;     /* registry: weak set of proxies */
 static char weir_state_loaded_key;     /* registry: require cache */
 static char weir_state_loading;        /* sentinel: module being loaded */
+static char weir_state_user_locked_key;/* registry: weak set of tables the
+                                          script locked with __metatable */
 
 #define WEIR_PATTERN_MAX_STEPS 1e9
 #define WEIR_OS_DATE_MAX_FORMAT 256
 #define WEIR_MODULE_NAME_MAX 200
+#define WEIR_STRING_REP_MAX ((lua_Integer)1 << 31)
+#define WEIR_TABLE_MOVE_MAX ((lua_Unsigned)1 << 26)
 
 /* ---- allocator: counts bytes, refuses to grow past the cap ---- */
 
@@ -130,20 +134,24 @@ static int weir_state_ro_newindex(lua_State *L) {
                       key ? key : "?");
 }
 
+/* Iterator over the real table held as upvalue 1; the state argument
+ * (the proxy) is ignored. */
 static int weir_state_ro_next(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 2);
-    if (lua_next(L, 1)) return 2;
+    if (lua_next(L, lua_upvalueindex(1))) return 2;
     lua_pushnil(L);
     return 1;
 }
 
-/* pairs(proxy) iterates the real table (the metatable's __index). */
+/* pairs(proxy) iterates the real table (the metatable's __index).  The
+ * real table must never be handed out as the iterator state: the script
+ * could write through it, so it stays an upvalue of a fresh iterator. */
 static int weir_state_ro_pairs(lua_State *L) {
     if (!lua_getmetatable(L, 1)) return luaL_error(L, "pairs: not a read-only proxy");
-    lua_getfield(L, -1, "__index");
-    lua_pushcfunction(L, weir_state_ro_next);
-    lua_insert(L, -2);
+    lua_pushliteral(L, "__index");
+    if (lua_rawget(L, -2) != LUA_TTABLE) return luaL_error(L, "pairs: not a read-only proxy");
+    lua_pushcclosure(L, weir_state_ro_next, 1);
+    lua_pushvalue(L, 1);
     lua_pushnil(L);
     return 3;
 }
@@ -179,14 +187,146 @@ static int weir_state_is_frozen(lua_State *L, int idx) {
     return frozen;
 }
 
+/* Nonzero when the table at idx has a metatable with a __metatable
+ * field (its metatable is locked). */
+static int weir_state_has_locked_mt(lua_State *L, int idx) {
+    int locked;
+    if (!lua_getmetatable(L, idx)) return 0;
+    lua_pushliteral(L, "__metatable");
+    locked = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return locked;
+}
+
+static int weir_state_is_user_locked(lua_State *L, int idx) {
+    int mine;
+    idx = lua_absindex(L, idx);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &weir_state_user_locked_key);
+    lua_pushvalue(L, idx);
+    mine = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return mine;
+}
+
+/* rawset skips __newindex, so it must refuse what __newindex guards:
+ * frozen proxies, and every table whose metatable is locked unless the
+ * script locked it itself (engine tables such as json.array_mt keep
+ * their guard behind a locked metatable). */
 static int weir_state_rawset(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checkany(L, 2);
     luaL_checkany(L, 3);
-    if (weir_state_is_frozen(L, 1))
+    if (weir_state_is_frozen(L, 1) ||
+        (weir_state_has_locked_mt(L, 1) && !weir_state_is_user_locked(L, 1)))
         return luaL_error(L, "rawset: attempt to modify a read-only table");
     lua_settop(L, 3);
     lua_rawset(L, 1);
+    return 1;
+}
+
+/* setmetatable(t, mt): the stock function (upvalue 1), refusing __gc.
+ * Lua runs finalizers with hooks off, so a __gc that spins could never
+ * be stopped by the CPU cap.  Lua only marks an object for finalization
+ * when mt has a __gc field (raw) at this call, so checking here closes
+ * every path: adding __gc to mt later has no effect.  Tables the script
+ * locks itself (__metatable) are recorded so its own rawset still works
+ * on them. */
+static int weir_state_setmetatable(lua_State *L) {
+    int locked = 0;
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc metamethods are not allowed in "
+                                 "weir scripts (finalizers cannot be interrupted)");
+        lua_pop(L, 1);
+        lua_pushliteral(L, "__metatable");
+        locked = lua_rawget(L, 2) != LUA_TNIL;
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    if (locked) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &weir_state_user_locked_key);
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+    return 1;
+}
+
+/* xpcall(f, handler, ...) with a C message handler around the user's.
+ * Lua calls a message handler with hooks off when the error comes from
+ * the CPU hook, so a handler that spins would never be stopped.  Once
+ * the job is killed the handler returns the error unchanged without
+ * calling the user's function. */
+static int weir_state_xpcall_handler(lua_State *L) {
+    weir_state *st = weir_state_of(L);
+    if (st->slice_killed || (st->running && st->running->killed)) return 1;
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static int weir_state_xpcall_finish(lua_State *L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+static int weir_state_xpcall(lua_State *L) {
+    int nargs = lua_gettop(L) - 2, status;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, weir_state_xpcall_handler, 1);
+    lua_replace(L, 2);                    /* f handler args... */
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);                  /* f handler args... true f */
+    lua_rotate(L, 3, 2);                  /* f handler true f args... */
+    status = lua_pcallk(L, nargs, LUA_MULTRET, 2, 2, weir_state_xpcall_finish);
+    return weir_state_xpcall_finish(L, status, 2);
+}
+
+/* ---- C loops the count hook cannot interrupt ---- */
+
+/* string.rep (upvalue 1) loops n times even when every piece is empty,
+ * allocating nothing: the memory cap never stops it. */
+static int weir_state_string_rep(lua_State *L) {
+    size_t len, seplen;
+    lua_Integer n;
+    luaL_checklstring(L, 1, &len);
+    n = luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &seplen);
+    if (n > WEIR_STRING_REP_MAX)
+        return luaL_error(L, "string.rep: repetition count %I is too large (at most %I)",
+                          n, (lua_Integer)WEIR_STRING_REP_MAX);
+    if (len + seplen == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* table.move (upvalue 1) walks its whole range in C, even over nils. */
+static int weir_state_table_move(lua_State *L) {
+    lua_Integer f = luaL_checkinteger(L, 2);
+    lua_Integer e = luaL_checkinteger(L, 3);
+    if (e >= f && (lua_Unsigned)e - (lua_Unsigned)f >= WEIR_TABLE_MOVE_MAX)
+        return luaL_error(L, "table.move: range %I..%I is too large (at most %I elements)",
+                          f, e, (lua_Integer)WEIR_TABLE_MOVE_MAX);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
     return 1;
 }
 
@@ -326,10 +466,23 @@ static int weir_state_os_date(lua_State *L) {
 }
 
 /* ---- pattern cost guard ----
- * Lua patterns backtrack: k repetition items can cost n^k steps on an n
- * byte subject, all inside C where the CPU hook cannot interrupt.  We
- * estimate the worst case before matching and refuse what is clearly
- * out of reach.  Single repetitions are always allowed. */
+ * Lua patterns backtrack inside C, where the CPU hook cannot interrupt
+ * them.  Before matching we estimate the worst case and refuse what is
+ * clearly out of reach.  The model is deliberately conservative:
+ *   - every item that can backtrack counts as a factor of (n + 1) on an
+ *     n-byte subject: repetitions (* + - ?), %b (it scans to the end
+ *     when the brackets never balance) and back-references;
+ *   - a repetition that ends the pattern is free: whatever it matches,
+ *     the rest of the pattern (nothing) succeeds at once;
+ *   - an unanchored search retries from every position: one more factor;
+ *   - without backtracking items, each attempt still compares up to the
+ *     pattern's length;
+ *   - a plain find costs len(subject) * len(needle) (naive search). */
+
+typedef struct {
+    int items;          /* backtracking items that count */
+    int anchored;
+} weir_state_pattern_cost;
 
 static const char *weir_state_class_end(const char *p, const char *end) {
     if (*p == '%') return p + 1 < end ? p + 2 : end;
@@ -346,50 +499,69 @@ static const char *weir_state_class_end(const char *p, const char *end) {
     return p + 1;
 }
 
-static int weir_state_pattern_reps(const char *p, size_t len) {
+/* Nonzero when only ')' (capture ends) are left from p. */
+static int weir_state_pattern_tail(const char *p, const char *end) {
+    while (p < end && *p == ')') p++;
+    return p == end;
+}
+
+static weir_state_pattern_cost weir_state_pattern_scan(const char *p, size_t len) {
     const char *end = p + len;
-    int reps = 0;
-    if (p < end && *p == '^') p++;
+    weir_state_pattern_cost c = {0, 0};
+    if (p < end && *p == '^') { c.anchored = 1; p++; }
     while (p < end) {
         const char *ce;
         if (*p == '(' || *p == ')') { p++; continue; }
         if (*p == '%' && p + 1 < end) {
-            char c = p[1];
-            if (c == 'b') { p += 4; continue; }
-            if (c == 'f') { p += 2; if (p < end) p = weir_state_class_end(p, end); continue; }
-            if (isdigit((unsigned char)c)) { p += 2; continue; }
+            char k = p[1];
+            if (k == 'b') { c.items++; p += 4; continue; }
+            if (k == 'f') { p += 2; if (p < end) p = weir_state_class_end(p, end); continue; }
+            if (isdigit((unsigned char)k)) { c.items++; p += 2; continue; }
         }
         ce = weir_state_class_end(p, end);
-        if (ce < end && (*ce == '*' || *ce == '+' || *ce == '-')) {
-            reps++;
+        if (ce < end && (*ce == '*' || *ce == '+' || *ce == '-' || *ce == '?')) {
             p = ce + 1;
-        } else if (ce < end && *ce == '?') {
-            p = ce + 1;
+            if (!weir_state_pattern_tail(p, end)) c.items++;
         } else {
             p = ce;
         }
     }
-    return reps;
+    return c;
+}
+
+static int weir_state_pattern_refuse(lua_State *L, const char *what) {
+    luaL_where(L, 1);
+    lua_pushstring(L, what);
+    lua_concat(L, 2);
+    return lua_error(L);
 }
 
 static int weir_state_pattern_guard(lua_State *L) {
     const char *fname = lua_tostring(L, lua_upvalueindex(2));
     size_t slen, plen;
+    double n, steps;
+    char msg[320];
     luaL_checklstring(L, 1, &slen);
-    const char *pat = luaL_checklstring(L, 2, &plen);
-    int plain = strcmp(fname, "find") == 0 && lua_toboolean(L, 4);
-    if (!plain) {
-        int reps = weir_state_pattern_reps(pat, plen);
-        if (reps >= 2 && pow((double)slen, reps) > WEIR_PATTERN_MAX_STEPS) {
-            char msg[256];
+    luaL_checklstring(L, 2, &plen);
+    n = (double)slen;
+    if (strcmp(fname, "find") == 0 && lua_toboolean(L, 4)) {
+        steps = plen <= slen ? (n - (double)plen + 1) * (double)plen : 0;
+        if (steps > WEIR_PATTERN_MAX_STEPS) {
+            snprintf(msg, sizeof msg, "string.find: plain search for a %zu-byte string in "
+                     "a %zu-byte subject is too expensive (worst case %.3g steps); split "
+                     "the input", plen, slen, steps);
+            return weir_state_pattern_refuse(L, msg);
+        }
+    } else {
+        weir_state_pattern_cost c = weir_state_pattern_scan(lua_tostring(L, 2), plen);
+        int anchored = c.anchored && strcmp(fname, "gmatch") != 0;
+        steps = pow(n + 1, c.items + (anchored ? 0 : 1));
+        if (c.items == 0 && plen > 1) steps *= (double)plen;  /* literal compares */
+        if (steps > WEIR_PATTERN_MAX_STEPS) {
             snprintf(msg, sizeof msg, "string.%s: pattern with %d repetition items is too "
                      "expensive on a %zu-byte subject (worst case %.3g steps); simplify "
-                     "the pattern or split the input", fname, reps, slen,
-                     pow((double)slen, reps));
-            luaL_where(L, 1);
-            lua_pushstring(L, msg);
-            lua_concat(L, 2);
-            return lua_error(L);
+                     "the pattern or split the input", fname, c.items, slen, steps);
+            return weir_state_pattern_refuse(L, msg);
         }
     }
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -468,6 +640,10 @@ static int weir_state_require(lua_State *L) {
     if (m) {
         lua_pushcfunction(L, m->open);
         lua_call(L, 0, 1);
+        /* the cached table is shared by every chunk of the state: hand
+         * out a read-only view so one job cannot rewrite json.encode or
+         * task.sleep for the others */
+        if (lua_type(L, -1) == LUA_TTABLE) weir_state_freeze(L);
     } else {
         if (!weir_state_valid_module_name(name))
             return luaL_error(L, "require: invalid module name '%s' (letters, digits, "
@@ -522,6 +698,14 @@ static void weir_state_guard_pattern(lua_State *L, const char *name) {
     lua_setfield(L, -2, name);
 }
 
+/* Replaces field NAME of the table at top with fn, the original as its
+ * upvalue 1. */
+static void weir_state_wrap(lua_State *L, const char *name, lua_CFunction fn) {
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
+}
+
 static int weir_state_build(lua_State *L) {
     static const char *const base_names[] = {
         "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "select",
@@ -543,6 +727,12 @@ static int weir_state_build(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &weir_state_frozen_key);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &weir_state_loaded_key);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &weir_state_user_locked_key);
 
     /* Stock libraries land in the registry's globals table, which we
      * then replace: nothing of it stays reachable except via base. */
@@ -559,6 +749,10 @@ static int weir_state_build(lua_State *L) {
     lua_pushcclosure(L, weir_state_collectgarbage, 1);
     lua_setfield(L, -2, "collectgarbage");
     weir_state_set_cfunc(L, "load", weir_state_load);
+    weir_state_set_cfunc(L, "xpcall", weir_state_xpcall);
+    lua_getfield(L, g, "setmetatable");
+    lua_pushcclosure(L, weir_state_setmetatable, 1);
+    lua_setfield(L, -2, "setmetatable");
     weir_state_set_cfunc(L, "rawset", weir_state_rawset);
     weir_state_set_cfunc(L, "print", weir_state_print);
     weir_state_set_cfunc(L, "require", weir_state_require);
@@ -571,6 +765,7 @@ static int weir_state_build(lua_State *L) {
     weir_state_guard_pattern(L, "match");
     weir_state_guard_pattern(L, "gmatch");
     weir_state_guard_pattern(L, "gsub");
+    weir_state_wrap(L, "rep", weir_state_string_rep);
     weir_state_freeze(L);
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);                          /* base strproxy "" mt */
@@ -582,6 +777,7 @@ static int weir_state_build(lua_State *L) {
     lua_setfield(L, -2, LUA_STRLIBNAME);
 
     lua_getfield(L, g, LUA_TABLIBNAME);
+    weir_state_wrap(L, "move", weir_state_table_move);
     weir_state_freeze(L);
     lua_setfield(L, -2, LUA_TABLIBNAME);
     lua_getfield(L, g, LUA_MATHLIBNAME);
@@ -783,35 +979,44 @@ int weir_state_load_file(weir_state *st, lua_State *L, const char *path) {
     return rc;
 }
 
+/* Runs on the state's main thread (protected).  The message string is
+ * kept on L's stack until it has been copied: luaL_traceback allocates,
+ * and an emergency collection at the memory cap would otherwise free a
+ * string that nothing else references.  Only raw reads: no user code
+ * (__index, __tostring) ever runs inside the formatter. */
 char *weir_state_error_string(lua_State *co, int with_traceback) {
+    lua_State *L = weir_state_of(co)->L;
     const char *msg = NULL;
     char buf[128];
     char *out;
     int t = lua_type(co, -1);
-    if (t == LUA_TSTRING || t == LUA_TNUMBER) {
-        msg = lua_tostring(co, -1);
+    int base = lua_gettop(L);
+    if (t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TTABLE) {
+        lua_pushvalue(co, -1);
+        lua_xmove(co, L, 1);
+    }
+    if (t == LUA_TSTRING) {
+        msg = lua_tostring(L, -1);
+    } else if (t == LUA_TNUMBER) {
+        lua_pushvalue(L, -1);               /* convert a copy, not co's value */
+        msg = lua_tostring(L, -1);
     } else if (t == LUA_TTABLE) {
-        /* structured errors ({message=..., kind=...}); never call a
-         * user __tostring here: it could loop or raise */
-        if (lua_getfield(co, -1, "message") == LUA_TSTRING) msg = lua_tostring(co, -1);
-        lua_pop(co, 1);
-        if (msg) {
-            /* keep the string alive: it is referenced by the table */
-        } else {
-            msg = "(error object is a table without a 'message' field)";
-        }
+        /* structured errors ({message=..., kind=...}) */
+        lua_pushliteral(L, "message");
+        if (lua_rawget(L, -2) == LUA_TSTRING) msg = lua_tostring(L, -1);
+        else msg = "(error object is a table without a 'message' field)";
     } else if (t == LUA_TNIL) {
         msg = "error(nil) raised (no error message)";
     } else {
         snprintf(buf, sizeof buf, "(error object is a %s value)", lua_typename(co, t));
         msg = buf;
     }
-    if (!with_traceback) return strdup(msg);
-    {
-        lua_State *L = weir_state_of(co)->L;
+    if (!with_traceback) {
+        out = strdup(msg);
+    } else {
         luaL_traceback(L, co, msg, 0);
         out = strdup(lua_tostring(L, -1));
-        lua_pop(L, 1);
     }
+    lua_settop(L, base);
     return out;
 }

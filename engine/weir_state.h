@@ -43,6 +43,8 @@ struct weir_state {
     int slice_killed;           /* the CPU cap fired in this slice */
     weir_job *jobs;             /* every live job of this state */
     int closing;
+    int close_depth;            /* nested coroutine.close calls */
+    int ntasks;                 /* live jobs started by task.spawn */
 
     weir_state *next;           /* engine's list */
 };
@@ -76,7 +78,9 @@ int weir_state_load_buffer(weir_state *st, lua_State *L, const char *buf,
 void weir_state_push_env(weir_state *st, lua_State *L);
 
 /* Formats the error at the top of thread co (string or table with
- * message) with a traceback of co.  malloc'd; never NULL except OOM. */
+ * message; read raw, no metamethod runs) with a traceback of co.
+ * malloc'd; never NULL except OOM.  Allocates on the state's main
+ * thread: call it in protected mode. */
 char *weir_state_error_string(lua_State *co, int with_traceback);
 
 /* Count hook enforcing the CPU cap; installed on every job thread. */

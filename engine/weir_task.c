@@ -8,7 +8,9 @@
  * task.now()                   monotonic seconds (float)
  *
  * A spawned task outlives its handle: it is owned by a small record that
- * both the handle and the running job reference.
+ * both the handle and the running job reference.  It does not outlive a
+ * failure of the job that spawned it (weir_job_adopt): that job's failure
+ * kills it.  A state runs at most WEIR_TASK_MAX_LIVE spawned tasks.
  */
 #include "weir_task.h"
 
@@ -23,11 +25,13 @@
 
 #define WEIR_TASK_HANDLE "weir.task.handle"
 #define WEIR_TASK_MAX_SLEEP 31536000.0   /* a year: beyond is a mistake */
+#define WEIR_TASK_MAX_LIVE 10000         /* live spawned tasks per state */
 
 typedef struct weir_task_waiter weir_task_waiter;
 
 typedef struct weir_task_rec {
     weir_job *job;              /* retained until the record dies */
+    weir_state *st;             /* counts the task while it runs */
     int refs;                   /* handle + running job + wait ops */
     weir_task_waiter *waiters;
 } weir_task_rec;
@@ -97,6 +101,9 @@ static int weir_task_sleep(lua_State *L) {
     op->base.what = "task.sleep";
     uv_timer_init(job->st->eng->loop, &op->timer);
     op->timer.data = op;
+    /* the loop's cached time is from before this slice of Lua ran: a
+     * timer started from it would fire early by the slice's length */
+    uv_update_time(job->st->eng->loop);
     uv_timer_start(&op->timer, weir_task_sleep_fired, weir_task_ms(s), 0);
     return weir_op_yield(L, &op->base);
 }
@@ -121,6 +128,10 @@ static void weir_task_unlink(weir_task_waiter *w) {
 static void weir_task_done(weir_job *job, void *data) {
     weir_task_rec *rec = data;
     (void)job;
+    if (rec->st) {
+        rec->st->ntasks--;
+        rec->st = NULL;
+    }
     while (rec->waiters) {
         weir_task_waiter *w = rec->waiters;
         weir_task_unlink(w);
@@ -146,6 +157,9 @@ static int weir_task_spawn(lua_State *L) {
     weir_job *child;
     luaL_checktype(L, 1, LUA_TFUNCTION);
     if (!st->running) return luaL_error(L, "task.spawn: can only be called from a running job");
+    if (st->ntasks >= WEIR_TASK_MAX_LIVE)
+        return luaL_error(L, "task.spawn: too many live tasks in this script's state "
+                             "(at most %d); wait for some to finish", WEIR_TASK_MAX_LIVE);
     ud = lua_newuserdatauv(L, sizeof *ud, 0);
     *ud = NULL;
     luaL_setmetatable(L, WEIR_TASK_HANDLE);
@@ -164,7 +178,10 @@ static int weir_task_spawn(lua_State *L) {
     }
     rec->job = child;
     rec->refs = 2;                              /* handle + running */
+    rec->st = st;
+    st->ntasks++;
     *ud = rec;
+    weir_job_adopt(st->running, child);         /* dies if the spawner fails */
     lua_xmove(L, child->co, nargs + 1);         /* fn + args */
     weir_job_start(child, nargs, weir_task_done, rec);
     return 1;
@@ -273,6 +290,7 @@ static int weir_task_wait(lua_State *L) {
         uv_timer_init(job->st->eng->loop, &w->timer);
         w->timer.data = w;
         w->has_timer = 1;
+        uv_update_time(job->st->eng->loop);
         uv_timer_start(&w->timer, weir_task_wait_timeout, weir_task_ms(timeout), 0);
     }
     return weir_op_yield(L, &w->base);

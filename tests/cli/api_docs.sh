@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 
 write list.lua <<'LUA'
 local names = {}
-for _, mod in ipairs{"weir.http", "weir.json", "weir.crypto", "weir.log", "weir.task"} do
+for _, mod in ipairs{"weir", "weir.http", "weir.json", "weir.crypto", "weir.log", "weir.task", "weir.ledger", "weir.cursor"} do
   local short = mod:match("[^.]+$")
   for k, v in pairs(require(mod)) do
     if type(v) == "function" then names[#names + 1] = short .. "." .. k end
