@@ -23,6 +23,10 @@
 
 #define WEIR_LOG_REDACTED "[REDACTED]"
 #define WEIR_LOG_MIN_SECRET 4
+/* Secrets live in engine memory (outside every state's cap) and every
+ * log line is matched against all of them: bound both. */
+#define WEIR_LOG_MAX_SECRETS 4096
+#define WEIR_LOG_MAX_SECRET_BYTES ((size_t)1 << 20)
 
 typedef struct weir_log_secret {
     char *raw;
@@ -37,6 +41,7 @@ struct weir_log {
     weir_log_level level;
     weir_log_secret *secrets;
     size_t nsecrets, cap;
+    size_t secret_bytes;        /* sum of raw_len */
 };
 
 /* ---- growable byte buffer (local to this file) ---- */
@@ -152,6 +157,9 @@ int weir_log_add_secret(weir_log *lg, const char *value, size_t len) {
     for (i = 0; i < lg->nsecrets; i++)
         if (lg->secrets[i].raw_len == len && memcmp(lg->secrets[i].raw, value, len) == 0)
             return 0;
+    if (lg->nsecrets >= WEIR_LOG_MAX_SECRETS ||
+        len > WEIR_LOG_MAX_SECRET_BYTES - lg->secret_bytes)
+        return -2;
     if (lg->nsecrets == lg->cap) {
         size_t cap = lg->cap ? lg->cap * 2 : 8;
         weir_log_secret *p = realloc(lg->secrets, cap * sizeof *p);
@@ -176,6 +184,7 @@ int weir_log_add_secret(weir_log *lg, const char *value, size_t len) {
         free(esc.p);
     }
     lg->nsecrets++;
+    lg->secret_bytes += len;
     return 0;
 }
 
@@ -273,7 +282,7 @@ void weir_log_write(weir_log *lg, weir_log_level level, const char *recipe,
 
 /* ---- Lua module "weir.log" ----
  * log.info(msg [, fields]) etc.; log.secret(value) registers a value to
- * redact; log.level([name]) gets / sets the threshold. */
+ * redact; log.level() returns the engine's threshold. */
 
 static weir_log *weir_log_of(lua_State *L) {
     weir_state *st = weir_state_of(L);
@@ -310,21 +319,26 @@ static int weir_log_lua_secret(lua_State *L) {
     if (len < WEIR_LOG_MIN_SECRET)
         return luaL_error(L, "log.secret: a secret must be at least %d bytes",
                           WEIR_LOG_MIN_SECRET);
-    if (lg && weir_log_add_secret(lg, v, len) != 0)
-        return luaL_error(L, "log.secret: out of memory");
+    if (lg) {
+        int rc = weir_log_add_secret(lg, v, len);
+        if (rc == -2)
+            return luaL_error(L, "log.secret: the engine's secret store is full (at most "
+                                 "%d secrets and %d bytes in total)", WEIR_LOG_MAX_SECRETS,
+                              (int)WEIR_LOG_MAX_SECRET_BYTES);
+        if (rc != 0) return luaL_error(L, "log.secret: out of memory");
+    }
     return 0;
 }
 
+/* log.level() -> the engine's threshold.  Read-only for scripts: the
+ * threshold is engine-wide, so one script must not silence the others
+ * (the operator sets it with WEIR_LOG_LEVEL). */
 static int weir_log_level_fn(lua_State *L) {
     weir_log *lg = weir_log_of(L);
+    if (!lua_isnoneornil(L, 1))
+        return luaL_error(L, "log.level: scripts cannot change the engine's log level "
+                             "(it is engine-wide; set WEIR_LOG_LEVEL instead)");
     if (!lg) return 0;
-    if (!lua_isnoneornil(L, 1)) {
-        const char *name = luaL_checkstring(L, 1);
-        int lvl = weir_log_level_parse(name);
-        if (lvl < 0)
-            return luaL_error(L, "log.level: unknown level '%s' (debug, info, warn, error)", name);
-        lg->level = (weir_log_level)lvl;
-    }
     lua_pushstring(L, weir_log_level_name(lg->level));
     return 1;
 }

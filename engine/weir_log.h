@@ -35,7 +35,9 @@ int weir_log_level_parse(const char *name);
 const char *weir_log_level_name(weir_log_level level);
 
 /* Registers a secret value (copied).  Values shorter than 4 bytes are
- * refused (-1): redacting "a" everywhere would destroy every line. */
+ * refused (-1): redacting "a" everywhere would destroy every line.
+ * Returns -2 when the engine already holds 4096 secrets or 1 MiB of
+ * them (they live outside every state's memory cap), -1 on OOM. */
 int weir_log_add_secret(weir_log *lg, const char *value, size_t len);
 size_t weir_log_secret_count(const weir_log *lg);
 
