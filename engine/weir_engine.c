@@ -126,8 +126,17 @@ void weir_engine_free(weir_engine *e) {
     if (!e) return;
     e->closing = 1;
     while (e->states) weir_state_free(e->states);
-    /* jobs of freed states were dropped from the queue by weir_state_free;
-     * the store finishes in-flight requests during the final uv_run */
+    /* jobs of freed states are ended and detached, but the run queue
+     * still holds a reference to those queued (e.g. a task killed while
+     * ready): drop them, or they leak when the loop never turns again */
+    while (e->ready_head) {
+        weir_job *job = e->ready_head;
+        e->ready_head = job->next_ready;
+        job->next_ready = NULL;
+        weir_job_release(job);
+    }
+    e->ready_tail = NULL;
+    /* the store finishes in-flight requests during the final uv_run */
     if (e->store) weir_store_close(e->store);
     for (m = weir_modules; m->name; m++) n++;
     while (n--)
