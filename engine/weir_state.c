@@ -188,13 +188,19 @@ static int weir_state_is_frozen(lua_State *L, int idx) {
 }
 
 /* Nonzero when the table at idx has a metatable with a __metatable
- * field (its metatable is locked). */
+ * field (its metatable is locked), other than a chunk env's: a
+ * script's own globals table is its to rawset. */
 static int weir_state_has_locked_mt(lua_State *L, int idx) {
     int locked;
     if (!lua_getmetatable(L, idx)) return 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &weir_state_env_mt_key);
+    if (lua_rawequal(L, -1, -2)) {
+        lua_pop(L, 2);
+        return 0;
+    }
     lua_pushliteral(L, "__metatable");
-    locked = lua_rawget(L, -2) != LUA_TNIL;
-    lua_pop(L, 2);
+    locked = lua_rawget(L, -3) != LUA_TNIL;
+    lua_pop(L, 3);
     return locked;
 }
 
