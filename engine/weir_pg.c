@@ -212,7 +212,10 @@ static void weir_pg_io_cb(uv_poll_t *h, int status, int events);
 /* small helpers                                                      */
 /* ------------------------------------------------------------------ */
 
-static uint64_t weir_pg_now_ms(const weir_pg_pool *p) { return uv_now(p->eng->loop); }
+/* The engine's clock (tests can move it), for backoff decisions. */
+static uint64_t weir_pg_now_ms(const weir_pg_pool *p) {
+    return weir_engine_now_ns(p->eng) / 1000000u;
+}
 
 static uint64_t weir_pg_random(void) {
     if (!weir_pg_rng) weir_pg_rng = uv_hrtime() | 1;

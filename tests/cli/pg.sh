@@ -18,6 +18,7 @@ last=$(printf '%s\n' "$OUT" | tail -n 1)
 if [[ $last =~ ^[1-9][0-9]*\ passed,\ 0\ failed$ ]]; then pass
 else fail "tests/pg: expected 'N passed, 0 failed' as the last line"; fi
 printf '%s\n' "$OUT" | grep -E '^(copy_in|upsert):' >&2   # measured rates, for the log
+printf '%s\n' "$OUT" | grep -A3 '^FAIL' >&2                 # which spec, if any
 
 # 2. a server of our own for the scripts below
 #    (in its own directory: $TMP is private to us, the server runs as

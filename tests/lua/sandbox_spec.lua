@@ -91,3 +91,30 @@ describe("sandbox surface", function()
     assert.has_error(function() os.date(("%c"):rep(1000)) end, "os.date")
   end)
 end)
+
+describe("sandbox limits added after the hostile suite", function()
+  it("log.level only reads the engine-wide level", function()
+    local log = require "weir.log"
+    assert.equals("string", type(log.level()))
+    assert.has_error(function() log.level("debug") end)
+  end)
+
+  it("setmetatable refuses __gc", function()
+    assert.has_error(function() setmetatable({}, {__gc = function() end}) end, "__gc")
+  end)
+
+  it("rawset still works on the script's own tables, locked or not", function()
+    local t = setmetatable({}, {__metatable = "mine"})
+    rawset(t, "a", 1)
+    assert.equals(1, rawget(t, "a"))
+    local u = {}
+    rawset(u, "b", 2)
+    assert.equals(2, u.b)
+  end)
+
+  it("built-in module tables are read-only", function()
+    local json = require "weir.json"
+    assert.has_error(function() json.encode = nil end, "read-only")
+    assert.equals("[1]", json.encode({1}))
+  end)
+end)

@@ -258,12 +258,21 @@ static void test_connect_failure_backs_off(void **unused) {
     assert_int_equal(a.kind, WEIR_PG_ERR_CONNECTION);
     assert_true(a.retryable);
     assert_non_null(strstr(a.message, "127.0.0.1:1/postgres: cannot connect"));
+    /* within the backoff window (the engine's clock moved back a minute,
+     * so no real delay can end it): fail fast, no new attempt */
+    e->clock_offset_ns = (uint64_t)0 - (uint64_t)60000000000u;
     exec_sync(e, p, "SELECT 1", &a);
     assert_int_equal(a.kind, WEIR_PG_ERR_CONNECTION);
     assert_non_null(strstr(a.message, "next attempt in"));
     weir_pg_pool_stats_get(p, &stats);
     assert_int_equal(stats.connect_failures, 1);
     assert_int_equal(stats.open, 0);
+    /* after the window: a new attempt, and the next window is longer */
+    e->clock_offset_ns = (uint64_t)60000000000u;
+    exec_sync(e, p, "SELECT 1", &a);
+    assert_int_equal(a.kind, WEIR_PG_ERR_CONNECTION);
+    weir_pg_pool_stats_get(p, &stats);
+    assert_int_equal(stats.connect_failures, 2);
     weir_engine_free(e);
 }
 
