@@ -125,7 +125,9 @@ static int weir_queue_store_enqueue(weir_queue *q, const weir_queue_item *it, in
      * same job and trigger still waits to start */
     st.sql = coalesce
         ? "INSERT INTO queue (id, recipe, job, payload, trigger, attempt, first_at, run_at,"
-          " created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS"
+          " created_at) SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT),"
+          " CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS INTEGER), CAST($7 AS BIGINT),"
+          " CAST($8 AS BIGINT), CAST($9 AS BIGINT) WHERE NOT EXISTS"
           " (SELECT 1 FROM queue WHERE recipe = $2 AND job = $3 AND trigger = $5"
           " AND lease_owner IS NULL) ON CONFLICT (id) DO NOTHING"
         : "INSERT INTO queue (id, recipe, job, payload, trigger, attempt, first_at, run_at,"
@@ -266,8 +268,9 @@ static int weir_queue_store_dlq_replay(weir_queue *q, const char *id, weir_queue
     p[0] = id;
     p[1] = now;
     st[0].sql = "INSERT INTO queue (id, recipe, job, payload, trigger, attempt, first_at, run_at,"
-                " created_at) SELECT id || ':replay:' || $2, recipe, job, payload, 'replay', 1,"
-                " $2, $2, $2 FROM dlq WHERE id = $1";
+                " created_at) SELECT id || ':replay:' || CAST($2 AS TEXT), recipe, job, payload,"
+                " 'replay', 1, CAST($2 AS BIGINT), CAST($2 AS BIGINT), CAST($2 AS BIGINT)"
+                " FROM dlq WHERE id = $1";
     st[0].nparams = 2;
     st[0].params = p;
     p2[0] = id;

@@ -17,7 +17,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
+
+#include "weir_pg.h"
 
 #define WEIR_STORE_STMT_CACHE 64
 #define WEIR_STORE_BUSY_TIMEOUT_MS 10000
@@ -52,6 +55,9 @@ struct weir_store {
     weir_store_req *head, *tail;   /* queued, head is in flight when busy */
     int busy;
     int closing;
+    /* postgres */
+    weir_pg_pool *pool;
+    int inflight;               /* pg requests not answered yet */
 };
 
 int64_t weir_store_now_ms(void) {
@@ -287,7 +293,7 @@ static void weir_store_after_work(uv_work_t *w, int status) {
     req->cb(req->ud, req->results, req->n, req->err);
     weir_store_req_free(req);
     if (s->head) weir_store_kick(s);
-    else if (s->closing) weir_store_destroy(s);
+    else if (s->closing && s->inflight == 0) weir_store_destroy(s);
 }
 
 static void weir_store_kick(weir_store *s) {
@@ -301,6 +307,8 @@ static void weir_store_kick(weir_store *s) {
     }
 }
 
+static int weir_store_pg_submit(weir_store *s, weir_store_req *req);
+
 int weir_store_exec(weir_store *s, const weir_store_stmt *stmts, int n, weir_store_cb cb,
                     void *ud) {
     weir_store_req *req;
@@ -310,6 +318,7 @@ int weir_store_exec(weir_store *s, const weir_store_stmt *stmts, int n, weir_sto
     req->s = s;
     req->cb = cb;
     req->ud = ud;
+    if (s->pool) return weir_store_pg_submit(s, req);
     if (s->tail) s->tail->next = req;
     else s->head = req;
     s->tail = req;
@@ -335,6 +344,174 @@ int weir_store_exec_sync(weir_store *s, const weir_store_stmt *stmts, int n, wei
     if (weir_store_exec(s, stmts, n, weir_store_sync_cb, &sy) != 0) return -1;
     while (!sy.done) uv_run(s->e->loop, UV_RUN_ONCE);
     return 0;
+}
+
+/* ---- PostgreSQL backend ----
+ * Requests go to weir.pg's pool as one pipelined transaction each; the
+ * pool runs them concurrently on its connections (a job still sees its
+ * own requests in order, since it waits for each).  Migrations run on a
+ * short blocking connection when the store opens: start-up only. */
+
+static void weir_store_pg_answer(void *ud, weir_pg_outcome *out) {
+    weir_store_req *req = ud;
+    weir_store *s = req->s;
+    int i, r, c;
+    if (out->err.kind != WEIR_PG_OK) {
+        req->err = weir_store_strdup_printf("store: %s%s", out->err.message ? out->err.message
+                                            : weir_pg_error_kind_name(out->err.kind), NULL);
+    } else {
+        for (i = 0; i < req->n && i < out->nresults && !req->err; i++) {
+            PGresult *res = out->results[i];
+            weir_store_rows *rows = &req->results[i];
+            const char *tuples = PQcmdTuples(res);
+            rows->changes = tuples && *tuples ? strtoll(tuples, NULL, 10) : 0;
+            if (PQresultStatus(res) != PGRES_TUPLES_OK) continue;
+            rows->nrows = PQntuples(res);
+            rows->ncols = PQnfields(res);
+            rows->names = calloc((size_t)rows->ncols + 1, sizeof *rows->names);
+            rows->cells = calloc((size_t)rows->nrows * (size_t)rows->ncols + 1, sizeof *rows->cells);
+            if (!rows->names || !rows->cells) { req->err = strdup("store: out of memory"); break; }
+            for (c = 0; c < rows->ncols; c++) rows->names[c] = strdup(PQfname(res, c));
+            for (r = 0; r < rows->nrows; r++)
+                for (c = 0; c < rows->ncols; c++)
+                    if (!PQgetisnull(res, r, c))
+                        rows->cells[r * rows->ncols + c] = strdup(PQgetvalue(res, r, c));
+        }
+    }
+    req->cb(req->ud, req->results, req->n, req->err);
+    weir_store_req_free(req);
+    s->inflight--;
+    if (s->closing && s->inflight == 0) weir_store_destroy(s);
+}
+
+static int weir_store_pg_submit(weir_store *s, weir_store_req *req) {
+    weir_pg_stmt *ps = calloc((size_t)req->n, sizeof *ps);
+    int i;
+    if (!ps) { weir_store_req_free(req); return -1; }
+    for (i = 0; i < req->n; i++) {
+        ps[i].sql = req->stmts[i].sql;
+        ps[i].nparams = req->stmts[i].nparams;
+        ps[i].values = req->stmts[i].params;
+    }
+    s->inflight++;
+    if (!weir_pg_exec_tx(s->pool, ps, req->n, weir_store_pg_answer, req)) {
+        s->inflight--;
+        free(ps);
+        weir_store_req_free(req);
+        return -1;
+    }
+    free(ps);                   /* the pool copied the statements */
+    return 0;
+}
+
+static const char *const weir_store_pg_migrations[] = {
+    "CREATE TABLE ledger ("
+    "  recipe TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,"
+    "  hash TEXT NOT NULL, origin TEXT, remote_id TEXT, etag TEXT, outcome TEXT,"
+    "  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+    "  PRIMARY KEY (recipe, scope, key));"
+    "CREATE TABLE cursors ("
+    "  recipe TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL,"
+    "  updated_at BIGINT NOT NULL, PRIMARY KEY (recipe, source));"
+    "CREATE TABLE runs ("
+    "  id BIGSERIAL PRIMARY KEY, recipe TEXT NOT NULL, job TEXT NOT NULL,"
+    "  trigger TEXT, attempt INTEGER NOT NULL DEFAULT 1, started_at BIGINT NOT NULL,"
+    "  ended_at BIGINT, status TEXT NOT NULL, read BIGINT NOT NULL DEFAULT 0,"
+    "  written BIGINT NOT NULL DEFAULT 0, skipped BIGINT NOT NULL DEFAULT 0,"
+    "  failed BIGINT NOT NULL DEFAULT 0, error TEXT);"
+    "CREATE INDEX runs_by_recipe ON runs (recipe, id);",
+    "CREATE TABLE queue ("
+    "  id TEXT PRIMARY KEY, recipe TEXT NOT NULL, job TEXT NOT NULL, payload TEXT NOT NULL,"
+    "  trigger TEXT NOT NULL, attempt INTEGER NOT NULL, first_at BIGINT NOT NULL,"
+    "  run_at BIGINT NOT NULL, lease_owner TEXT, lease_until BIGINT, last_error TEXT,"
+    "  created_at BIGINT NOT NULL);"
+    "CREATE INDEX queue_due ON queue (recipe, run_at);"
+    "CREATE TABLE dlq ("
+    "  id TEXT PRIMARY KEY, recipe TEXT NOT NULL, job TEXT NOT NULL, payload TEXT NOT NULL,"
+    "  trigger TEXT NOT NULL, attempts INTEGER NOT NULL, first_at BIGINT NOT NULL,"
+    "  failed_at BIGINT NOT NULL, error TEXT);"
+    "CREATE INDEX dlq_by_recipe ON dlq (recipe, failed_at);",
+    NULL};
+
+/* The DSN with search_path=weir for every pooled connection. */
+static char *weir_store_pg_dsn(const char *url) {
+    size_t n = strlen(url) + 64;
+    char *d = malloc(n);
+    if (!d) return NULL;
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        snprintf(d, n, "%s%soptions=-csearch_path%%3Dweir", url, strchr(url, '?') ? "&" : "?");
+    else
+        snprintf(d, n, "%s options='-csearch_path=weir'", url);
+    return d;
+}
+
+static int weir_store_pg_migrate(weir_store *s, const char *dsn, char **err) {
+    PGconn *c = PQconnectdb(dsn);
+    PGresult *r;
+    int version = 0, i, ok = 0;
+    char sql[160];
+    if (PQstatus(c) != CONNECTION_OK) {
+        *err = weir_store_strdup_printf("store: cannot connect to PostgreSQL: %s%s",
+                                        PQerrorMessage(c), NULL);
+        PQfinish(c);
+        return -1;
+    }
+    /* one migrator at a time across processes */
+    r = PQexec(c, "BEGIN; SELECT pg_advisory_xact_lock(7365010);"
+                  "CREATE SCHEMA IF NOT EXISTS weir;"
+                  "CREATE TABLE IF NOT EXISTS weir.weir_migrations ("
+                  " version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);"
+                  "SELECT coalesce(max(version), 0) FROM weir.weir_migrations");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) goto fail;
+    version = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = NULL;
+    for (i = version; weir_store_pg_migrations[i]; i++) {
+        r = PQexec(c, "SET LOCAL search_path = weir");
+        PQclear(r);
+        r = PQexec(c, weir_store_pg_migrations[i]);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) goto fail;
+        PQclear(r);
+        snprintf(sql, sizeof sql, "INSERT INTO weir.weir_migrations VALUES (%d, %lld)", i + 1,
+                 (long long)weir_store_now_ms());
+        r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) goto fail;
+        PQclear(r);
+    }
+    r = PQexec(c, "COMMIT");
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) goto fail;
+    PQclear(r);
+    PQfinish(c);
+    return 0;
+fail:
+    *err = weir_store_strdup_printf("store: PostgreSQL migration failed: %s%s",
+                                    r ? PQresultErrorMessage(r) : PQerrorMessage(c), NULL);
+    PQclear(r);
+    PQfinish(c);
+    return -1;
+}
+
+static weir_store *weir_store_open_pg(weir_engine *e, const char *url, char **err) {
+    weir_store *s;
+    char errbuf[256] = "";
+    char *dsn = weir_store_pg_dsn(url);
+    if (!dsn) { *err = strdup("store: out of memory"); return NULL; }
+    if (weir_store_pg_migrate(NULL, dsn, err) != 0) { free(dsn); return NULL; }
+    s = calloc(1, sizeof *s);
+    if (!s) { free(dsn); *err = strdup("store: out of memory"); return NULL; }
+    s->e = e;
+    s->backend = "postgres";
+    s->location = strdup("postgres (schema weir)");
+    s->pool = weir_pg_pool_get(e, dsn, NULL, errbuf, sizeof errbuf);
+    free(dsn);
+    if (!s->pool || !s->location) {
+        *err = weir_store_strdup_printf("store: %s%s", errbuf[0] ? errbuf : "out of memory", NULL);
+        free(s->location);
+        free(s);
+        return NULL;
+    }
+    return s;
 }
 
 /* ---- opening and migrations ---- */
@@ -485,18 +662,14 @@ weir_store *weir_store_open(weir_engine *e, const char *url, char **err) {
     *err = NULL;
     if (!url || !*url) return weir_store_open_sqlite(e, NULL, err);
     if (strncmp(url, "sqlite:", 7) == 0) return weir_store_open_sqlite(e, url + 7, err);
-    if (weir_store_is_postgres_url(url)) {
-        *err = strdup("store: the PostgreSQL backend is not available in this build "
-                      "(use sqlite:PATH)");
-        return NULL;
-    }
+    if (weir_store_is_postgres_url(url)) return weir_store_open_pg(e, url, err);
     return weir_store_open_sqlite(e, url, err);
 }
 
 void weir_store_close(weir_store *s) {
     if (!s) return;
     s->closing = 1;
-    if (!s->busy && !s->head) weir_store_destroy(s);
+    if (!s->busy && !s->head && s->inflight == 0) weir_store_destroy(s);
 }
 
 const char *weir_store_backend(const weir_store *s) { return s->backend; }
