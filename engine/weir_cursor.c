@@ -3,6 +3,9 @@
  *
  *   cursor.get(source)          -> value | nil  (this job's staged value first)
  *   cursor.set(source, value)   stages value (any JSON-encodable value)
+ *   cursor.set(source, value, {tx = tx})  writes it inside a weir.pg
+ *                               transaction (PostgreSQL store): it commits
+ *                               with the rows, exactly once
  *   cursor.commit()             -> n: writes every staged value in one transaction
  *   cursor.reset(source)        -> boolean: deletes the committed value now
  *   cursor.list()               -> {source = value, ...} committed values
@@ -97,6 +100,27 @@ static int weir_cursor_set(lua_State *L) {
     luaL_checkany(L, 2);
     if (lua_isnil(L, 2)) return luaL_argerror(L, 2, "value must not be nil (use cursor.reset)");
     weir_json_encode(L, 2, WEIR_JSON_SORT_KEYS);    /* raises on what cannot be stored */
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "tx") != LUA_TNIL) {
+        /* written inside the caller's transaction: it commits with the rows */
+        char now[32];
+        int txidx = lua_gettop(L), validx = txidx - 1;
+        if (weir_cursor_push_staged(L, 0)) {        /* drop a staged value */
+            lua_pushnil(L);
+            lua_setfield(L, -2, lua_tostring(L, 1));
+        }
+        lua_pop(L, 1);
+        snprintf(now, sizeof now, "%lld", (long long)weir_store_now_ms());
+        lua_pushstring(L, weir_state_of(L)->name);
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, validx);
+        lua_pushstring(L, now);
+        return weir_store_lua_txquery(L, txidx, "cursor.set",
+            "INSERT INTO weir.cursors (recipe, source, value, updated_at) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (recipe, source) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at", 4, 0);
+    }
+    lua_settop(L, 3);
+    weir_json_encode(L, 2, WEIR_JSON_SORT_KEYS);
     weir_cursor_push_staged(L, 1);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, -3);

@@ -188,6 +188,16 @@ static const char weir_ledger_upsert_sql[] =
     " outcome = coalesce(excluded.outcome, ledger.outcome),"
     " updated_at = excluded.updated_at";
 
+static const char weir_ledger_upsert_tx_sql[] =
+    "INSERT INTO weir.ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
+    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+    " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash,"
+    " origin = excluded.origin,"
+    " remote_id = coalesce(excluded.remote_id, ledger.remote_id),"
+    " etag = coalesce(excluded.etag, ledger.etag),"
+    " outcome = coalesce(excluded.outcome, ledger.outcome),"
+    " updated_at = excluded.updated_at";
+
 /* Reads opts at idx into strings on the Lua stack; fills p[4..7]. */
 static void weir_ledger_opts(lua_State *L, int idx, const char **p) {
     static const char *const names[] = {"origin", "remote_id", "etag"};
@@ -240,6 +250,18 @@ static int weir_ledger_record(lua_State *L) {
     p[0] = weir_ledger_recipe(L);
     snprintf(now, sizeof now, "%lld", (long long)weir_store_now_ms());
     p[8] = now;
+    if (lua_istable(L, 4) && lua_getfield(L, 4, "tx") != LUA_TNIL) {
+        /* same transaction as the caller's rows (PostgreSQL store) */
+        int txidx = lua_gettop(L), hashidx, i;
+        lua_pushstring(L, p[3]);
+        hashidx = lua_gettop(L);
+        for (i = 0; i < 9; i++) {
+            if (p[i]) lua_pushstring(L, p[i]);
+            else lua_pushnil(L);
+        }
+        return weir_store_lua_txquery(L, txidx, "ledger.record", weir_ledger_upsert_tx_sql, 9,
+                                      hashidx);
+    }
     hash = strdup(p[3]);
     if (!hash) return luaL_error(L, "ledger.record: out of memory");
     stmt.sql = weir_ledger_upsert_sql;

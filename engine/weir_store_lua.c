@@ -119,3 +119,35 @@ int weir_store_lua_exec(lua_State *L, const char *what, const weir_store_stmt *s
     }
     return weir_op_yield(L, &op->base);
 }
+
+/* continuation of tx:query: stack = ... result res err */
+static int weir_store_lua_txquery_k(lua_State *L, int status, lua_KContext ctx) {
+    int result_idx = (int)ctx;
+    (void)status;
+    if (lua_isnil(L, -2)) return lua_error(L);      /* err on top */
+    lua_pop(L, 2);
+    if (result_idx) lua_pushvalue(L, result_idx);
+    else lua_pushboolean(L, 1);
+    return 1;
+}
+
+int weir_store_lua_txquery(lua_State *L, int txidx, const char *what, const char *sql,
+                           int nparams, int result_idx) {
+    weir_store *s = weir_store_lua_check(L, what);
+    int base;
+    txidx = lua_absindex(L, txidx);
+    if (result_idx) result_idx = lua_absindex(L, result_idx);
+    if (strcmp(weir_store_backend(s), "postgres") != 0)
+        return luaL_error(L, "%s: option 'tx' needs the PostgreSQL state store (set "
+                             "WEIR_STORE_URL to the sink's database)", what);
+    if (lua_getfield(L, txidx, "query") != LUA_TFUNCTION)
+        return luaL_error(L, "%s: option 'tx' must be a weir.pg transaction", what);
+    base = lua_gettop(L) - nparams - 1;             /* index below the values */
+    lua_insert(L, base + 1);                        /* query v1..vn */
+    lua_pushvalue(L, txidx);
+    lua_insert(L, base + 2);                        /* query tx v1..vn */
+    lua_pushstring(L, sql);
+    lua_insert(L, base + 3);                        /* query tx sql v1..vn */
+    lua_callk(L, nparams + 2, 2, (lua_KContext)result_idx, weir_store_lua_txquery_k);
+    return weir_store_lua_txquery_k(L, LUA_OK, (lua_KContext)result_idx);
+}

@@ -23,4 +23,14 @@ int weir_store_lua_exec(lua_State *L, const char *what, const weir_store_stmt *s
 /* The engine's store for the running script, raising on failure. */
 weir_store *weir_store_lua_check(lua_State *L, const char *what);
 
+/* Runs `tx:query(sql, v1..vn)` for the nparams values at the top of the
+ * stack, where tx (at txidx) is a weir.pg transaction on the same
+ * PostgreSQL database as the store: the write commits or rolls back with
+ * the caller's rows.  Raises the query's error; otherwise pushes
+ * `result` (copied from index result_idx, 0 = true) and returns 1.  Use as
+ * `return weir_store_lua_txquery(...)`.  Raises when the store is not
+ * PostgreSQL (a SQLite store cannot share the transaction). */
+int weir_store_lua_txquery(lua_State *L, int txidx, const char *what, const char *sql,
+                           int nparams, int result_idx);
+
 #endif
