@@ -57,6 +57,7 @@ typedef struct weir_cli_opts {
     int verbose;
     int failed_only, json, limit;   /* runs */
     int once;                       /* run DIR */
+    int log_level_set;
     const char *job, *payload;
     double grace, lease;
 } weir_cli_opts;
@@ -180,6 +181,7 @@ static int weir_cli_parse(const char *cmd, int argc, char **argv, weir_cli_opts 
             if (weir_log_level_parse(val) < 0)
                 return weir_cli_usage_error(cmd, "--log-level: one of debug, info, warn, error; got '%s'", val);
             o->log_level = weir_log_level_parse(val);
+            o->log_level_set = 1;
         } else if (strcmp(a, "--log-file") == 0) {
             WEIR_NEED_VALUE();
             o->log_file = val;
@@ -418,14 +420,36 @@ typedef struct {
     weir_engine *e;
     weir_runner *rn;
     uv_signal_t sigterm, sigint;
+    uv_timer_t progress;
+    int progress_on;
+    uint64_t progress_t0;
     int signals;
     int stopped;
     int interrupts;
 } weir_cli_daemon;
 
+/* A live status line for people watching a terminal (logs below warn
+ * are held back then; with stderr not a terminal, logs stay JSON lines). */
+static void weir_cli_progress_tick(uv_timer_t *t) {
+    weir_cli_daemon *d = t->data;
+    const weir_runner_stats *s = weir_runner_get_stats(d->rn);
+    double secs = (double)(uv_hrtime() - d->progress_t0) / 1e9;
+    fprintf(stderr, "\r\033[K[weir] %.0fs  running %d  done %lld  retries %lld  dead %lld  "
+                    "records %lld (%.1f/s)", secs, s->running, s->succeeded, s->retried, s->dead,
+            s->records_read, secs > 0 ? (double)s->records_read / secs : 0.0);
+    fflush(stderr);
+}
+
 static void weir_cli_daemon_stopped(void *ud) {
     weir_cli_daemon *d = ud;
     d->stopped = 1;
+    if (d->progress_on) {
+        weir_cli_progress_tick(&d->progress);
+        fputc('\n', stderr);
+        uv_timer_stop(&d->progress);
+        uv_close((uv_handle_t *)&d->progress, NULL);
+        d->progress_on = 0;
+    }
     if (d->signals) {
         uv_close((uv_handle_t *)&d->sigterm, NULL);
         uv_close((uv_handle_t *)&d->sigint, NULL);
@@ -498,6 +522,14 @@ static int weir_cli_run_recipe(weir_cli_opts *o, const char *dir) {
     uv_signal_start(&d.sigterm, weir_cli_daemon_signal, SIGTERM);
     uv_signal_start(&d.sigint, weir_cli_daemon_signal, SIGINT);
     d.signals = 1;
+    if (isatty(STDERR_FILENO) && !o->log_file && !getenv("WEIR_LOG_LEVEL") && !o->log_level_set) {
+        weir_log_set_level(d.e->log, WEIR_LOG_WARN);
+        uv_timer_init(d.e->loop, &d.progress);
+        d.progress.data = &d;
+        d.progress_t0 = uv_hrtime();
+        uv_timer_start(&d.progress, weir_cli_progress_tick, 0, 500);
+        d.progress_on = 1;
+    }
     /* --once / --job stop by themselves; the runner calls on_stopped */
     if (o->once || o->job) weir_runner_stop_when_done(d.rn, weir_cli_daemon_stopped, &d);
     weir_engine_run(d.e);

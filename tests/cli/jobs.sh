@@ -99,6 +99,13 @@ got=$(py_runs "[ r['status'] for r in rows if r['job']=='hold']")
 if [ "$got" = "['released']" ]; then pass; else fail "the in-flight job was released: $got"; fi
 if grep -q "1 released" "$TMP/h.err"; then pass; else fail "summary counts the release"; fi
 
+# --- on a terminal: a live progress line instead of info-level JSON logs
+if command -v script >/dev/null; then
+    script -qc "timeout -s TERM 3 '$WEIR' run '$R' --lease 1s --grace 200ms" /dev/null > "$TMP/tty.out" 2>&1
+    if grep -q '\[weir\] [0-9]*s  running [0-9]*  done [0-9]*' "$TMP/tty.out"; then pass; else fail "no progress line on a terminal"; fi
+    if grep -q '"level":"info"' "$TMP/tty.out"; then fail "info JSON lines on a terminal"; else pass; fi
+fi
+
 # --- kill -9 mid-job: the item is reclaimed after its lease by another run
 "$WEIR" run "$R" --job sleeper --payload '{"s":30}' --lease 600ms >"$TMP/k.out" 2>"$TMP/k.err" &
 pid=$!
