@@ -271,145 +271,215 @@ static int weir_ledger_record(lua_State *L) {
                                hash, free);
 }
 
-/* record_many(scope, {key = record, ...} [, opts]): one transaction. */
-static int weir_ledger_record_many(lua_State *L) {
-    const char *scope = weir_ledger_check_name(L, 1, "scope");
-    const char *opts[9];
-    char now[32];
-    int n = 0, i, base;
-    weir_store_stmt *stmts;
-    const char **params;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    weir_job_check(L, "ledger.record_many");
-    weir_ledger_opts(L, 3, opts);
-    snprintf(now, sizeof now, "%lld", (long long)weir_store_now_ms());
-    lua_pushnil(L);
-    while (lua_next(L, 2)) { n++; lua_pop(L, 1); }
-    if (n == 0) { lua_pushinteger(L, 0); return 1; }
-    if (n > WEIR_LEDGER_MAX_BATCH)
-        return luaL_error(L, "ledger.record_many: at most %d entries per call (got %d)",
-                          WEIR_LEDGER_MAX_BATCH, n);
-    /* stmts and params live in userdata so a raise frees them */
-    stmts = lua_newuserdatauv(L, (size_t)n * sizeof *stmts, 0);
-    params = lua_newuserdatauv(L, (size_t)n * 9 * sizeof *params, 0);
-    lua_createtable(L, 2 * n, 0);            /* anchors for key and hash strings */
-    base = lua_gettop(L);
-    i = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        const char **p = params + (size_t)i * 9;
-        int vidx = lua_gettop(L), kidx = vidx - 1;
-        lua_pushvalue(L, kidx);
-        p[2] = weir_ledger_key(L, -1);
-        lua_rawseti(L, base, 2 * i + 1);
-        weir_ledger_push_hash(L, vidx);
-        p[3] = lua_tostring(L, -1);
-        lua_rawseti(L, base, 2 * i + 2);
-        p[0] = weir_ledger_recipe(L);
-        p[1] = scope;
-        p[4] = opts[4]; p[5] = opts[5]; p[6] = opts[6]; p[7] = opts[7];
-        p[8] = now;
-        stmts[i].sql = weir_ledger_upsert_sql;
-        stmts[i].nparams = 9;
-        stmts[i].params = p;
-        lua_pop(L, 1);
-        i++;
-    }
-    return weir_store_lua_exec(L, "ledger.record_many", stmts, n, weir_ledger_push_count,
-                               NULL, NULL);
-}
+/* ---- batches ----
+ * Set-based: one statement per WEIR_LEDGER_CHUNK keys (not one per key),
+ * all chunks of a call in one transaction.  Keys are compared in their
+ * string form, so the integer 42 and the string "42" are the same key. */
 
-/* check_many(scope, {key = record}) -> {key = "new"|"changed"|"unchanged"} */
+#define WEIR_LEDGER_CHUNK 1000
+
+/* Collected keys and hashes of a batch call (C memory, freed by the op). */
 typedef struct {
     int n;
     char **keys;
     char **hashes;
+    char **sql;                 /* one statement text per chunk */
+    const char **params;        /* all parameters, chunk after chunk */
+    int nsql;
 } weir_ledger_many;
 
 static void weir_ledger_many_free(void *ud) {
     weir_ledger_many *m = ud;
     int i;
+    if (!m) return;
     for (i = 0; i < m->n; i++) { free(m->keys[i]); free(m->hashes[i]); }
+    for (i = 0; i < m->nsql; i++) free(m->sql[i]);
     free(m->keys);
     free(m->hashes);
+    free(m->sql);
+    free(m->params);
     free(m);
 }
 
+/* Reads {key = record} at idx: keys (string form, deduplicated) and the
+ * hashes of their records.  Raises (after freeing) on bad input. */
+static weir_ledger_many *weir_ledger_collect(lua_State *L, int idx, const char *what) {
+    weir_ledger_many *m;
+    int n = 0, i = 0, j;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+    if (n > WEIR_LEDGER_MAX_BATCH)
+        luaL_error(L, "%s: at most %d entries per call (got %d)", what, WEIR_LEDGER_MAX_BATCH, n);
+    m = calloc(1, sizeof *m);
+    if (!m) luaL_error(L, "%s: out of memory", what);
+    m->keys = calloc((size_t)n + 1, sizeof *m->keys);
+    m->hashes = calloc((size_t)n + 1, sizeof *m->hashes);
+    if (!m->keys || !m->hashes) { weir_ledger_many_free(m); luaL_error(L, "%s: out of memory", what); }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int vidx = lua_gettop(L), dup = 0;
+        const char *k;
+        lua_pushvalue(L, vidx - 1);
+        if (!(lua_type(L, -1) == LUA_TSTRING ||
+              (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1)))) {
+            weir_ledger_many_free(m);
+            luaL_error(L, "%s: keys must be strings or integers", what);
+        }
+        k = lua_tostring(L, -1);
+        for (j = 0; j < i && !dup; j++) dup = strcmp(m->keys[j], k) == 0;
+        if (dup) { lua_pop(L, 2); continue; }
+        m->keys[i] = strdup(k);
+        lua_pop(L, 1);
+        lua_pushcfunction(L, weir_ledger_hash);     /* may raise: protect m */
+        lua_pushvalue(L, vidx);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            m->n = i + 1;
+            weir_ledger_many_free(m);
+            lua_error(L);
+        }
+        m->hashes[i] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 2);
+        m->n = ++i;
+        if (!m->keys[i - 1] || !m->hashes[i - 1]) {
+            weir_ledger_many_free(m);
+            luaL_error(L, "%s: out of memory", what);
+        }
+    }
+    return m;
+}
+
+/* Builds one statement per chunk: head, then per key `row` with $K for
+ * the key and $H for the hash (numbered after `fixed` parameters). */
+static int weir_ledger_chunks(lua_State *L, weir_ledger_many *m, int fixed,
+                              const char *const *fixed_vals,
+                              const char *head, const char *row, const char *sep,
+                              const char *tail, int per_key, weir_store_stmt **out) {
+    int nchunks = (m->n + WEIR_LEDGER_CHUNK - 1) / WEIR_LEDGER_CHUNK, c, i;
+    int per_chunk_params = fixed + per_key * WEIR_LEDGER_CHUNK;
+    /* userdata: the job yields (longjmp) right after submitting, so the
+     * array must be garbage, not malloc'd memory freed after the call */
+    weir_store_stmt *st = lua_newuserdatauv(L, (size_t)nchunks * sizeof *st, 0);
+    m->sql = calloc((size_t)nchunks, sizeof *m->sql);
+    m->params = calloc((size_t)nchunks * (size_t)per_chunk_params, sizeof *m->params);
+    if (!m->sql || !m->params) return -1;
+    for (c = 0; c < nchunks; c++) {
+        int first = c * WEIR_LEDGER_CHUNK, last = first + WEIR_LEDGER_CHUNK;
+        size_t cap = strlen(head) + strlen(tail) + 1 +
+                     (size_t)WEIR_LEDGER_CHUNK * (strlen(row) + strlen(sep) + 24);
+        char *sql = malloc(cap), *p = sql;
+        const char **pv = m->params + (size_t)c * (size_t)per_chunk_params;
+        int np = fixed;
+        if (!sql) return -1;
+        if (last > m->n) last = m->n;
+        for (i = 0; i < fixed; i++) pv[i] = fixed_vals[i];
+        p += snprintf(p, cap, "%s", head);
+        for (i = first; i < last; i++) {
+            const char *r;
+            if (i > first) p += snprintf(p, cap - (size_t)(p - sql), "%s", sep);
+            for (r = row; *r; r++) {
+                if (r[0] == '$' && (r[1] == 'K' || r[1] == 'H')) {
+                    pv[np] = r[1] == 'K' ? m->keys[i] : m->hashes[i];
+                    np++;
+                    p += snprintf(p, cap - (size_t)(p - sql), "$%d", np);
+                    r++;
+                } else {
+                    *p++ = *r;
+                }
+            }
+        }
+        p += snprintf(p, cap - (size_t)(p - sql), "%s", tail);
+        m->sql[c] = sql;
+        m->nsql = c + 1;
+        st[c].sql = sql;
+        st[c].nparams = np;
+        st[c].params = pv;
+    }
+    *out = st;
+    return nchunks;
+}
+
+
+/* record_many(scope, {key = record, ...} [, opts]) -> entries written */
+static int weir_ledger_record_many(lua_State *L) {
+    const char *fixed[7];
+    const char *opts[9];
+    char now[32];
+    weir_ledger_many *m;
+    weir_store_stmt *st;
+    int nst;
+    fixed[1] = weir_ledger_check_name(L, 1, "scope");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    weir_job_check(L, "ledger.record_many");
+    weir_ledger_opts(L, 3, opts);
+    snprintf(now, sizeof now, "%lld", (long long)weir_store_now_ms());
+    fixed[0] = weir_ledger_recipe(L);
+    fixed[2] = now;
+    fixed[3] = opts[4]; fixed[4] = opts[5]; fixed[5] = opts[6]; fixed[6] = opts[7];
+    m = weir_ledger_collect(L, 2, "ledger.record_many");
+    if (m->n == 0) { weir_ledger_many_free(m); lua_pushinteger(L, 0); return 1; }
+    nst = weir_ledger_chunks(L, m, 7, fixed,
+        "INSERT INTO ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
+        " created_at, updated_at) VALUES ",
+        "($1, $2, $K, $H, $4, $5, $6, $7, CAST($3 AS BIGINT), CAST($3 AS BIGINT))", ", ",
+        " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash,"
+        " origin = excluded.origin,"
+        " remote_id = coalesce(excluded.remote_id, ledger.remote_id),"
+        " etag = coalesce(excluded.etag, ledger.etag),"
+        " outcome = coalesce(excluded.outcome, ledger.outcome),"
+        " updated_at = excluded.updated_at", 2, &st);
+    if (nst < 0) {
+        weir_ledger_many_free(m);
+        return luaL_error(L, "ledger.record_many: out of memory");
+    }
+    return weir_store_lua_exec(L, "ledger.record_many", st, nst, weir_ledger_push_count, m,
+                               weir_ledger_many_free);
+}
+
+/* check_many(scope, {key = record}) -> {key = "new"|"changed"|"unchanged"}
+ * (keys in their string form) */
 static int weir_ledger_many_answer(lua_State *L, weir_store_rows *res, int n, void *ud) {
     weir_ledger_many *m = ud;
-    int i;
+    int i, c, r;
+    /* stored hashes by key */
     lua_createtable(L, 0, m->n);
-    for (i = 0; i < n; i++) {
-        weir_store_rows *r = &res[i];
-        lua_pushstring(L, m->keys[i]);
-        if (!r->nrows) lua_pushliteral(L, "new");
-        else if (strcmp(r->cells[0], m->hashes[i]) == 0) lua_pushliteral(L, "unchanged");
+    for (c = 0; c < n; c++)
+        for (r = 0; r < res[c].nrows; r++) {
+            lua_pushstring(L, res[c].cells[r * res[c].ncols + 1]);
+            lua_setfield(L, -2, res[c].cells[r * res[c].ncols]);
+        }
+    lua_createtable(L, 0, m->n);
+    for (i = 0; i < m->n; i++) {
+        const char *stored;
+        lua_getfield(L, -2, m->keys[i]);
+        stored = lua_tostring(L, -1);
+        if (!stored) lua_pushliteral(L, "new");
+        else if (strcmp(stored, m->hashes[i]) == 0) lua_pushliteral(L, "unchanged");
         else lua_pushliteral(L, "changed");
-        lua_rawset(L, -3);
+        lua_setfield(L, -3, m->keys[i]);
+        lua_pop(L, 1);
     }
     return 1;
 }
 
 static int weir_ledger_check_many(lua_State *L) {
-    const char *scope = weir_ledger_check_name(L, 1, "scope");
-    static const char sql[] =
-        "SELECT hash FROM ledger WHERE recipe = $1 AND scope = $2 AND key = $3";
+    const char *fixed[2];
     weir_ledger_many *m;
-    weir_store_stmt *stmts;
-    const char **params;
-    int n = 0, i = 0;
+    weir_store_stmt *st;
+    int nst;
+    fixed[1] = weir_ledger_check_name(L, 1, "scope");
     luaL_checktype(L, 2, LUA_TTABLE);
     weir_job_check(L, "ledger.check_many");
-    lua_pushnil(L);
-    while (lua_next(L, 2)) { n++; lua_pop(L, 1); }
-    if (n == 0) { lua_newtable(L); return 1; }
-    if (n > WEIR_LEDGER_MAX_BATCH)
-        return luaL_error(L, "ledger.check_many: at most %d entries per call (got %d)",
-                          WEIR_LEDGER_MAX_BATCH, n);
-    stmts = lua_newuserdatauv(L, (size_t)n * sizeof *stmts, 0);
-    params = lua_newuserdatauv(L, (size_t)n * 3 * sizeof *params, 0);
-    m = calloc(1, sizeof *m);
-    if (!m) return luaL_error(L, "ledger.check_many: out of memory");
-    m->keys = calloc((size_t)n, sizeof *m->keys);
-    m->hashes = calloc((size_t)n, sizeof *m->hashes);
-    if (!m->keys || !m->hashes) {
+    fixed[0] = weir_ledger_recipe(L);
+    m = weir_ledger_collect(L, 2, "ledger.check_many");
+    if (m->n == 0) { weir_ledger_many_free(m); lua_newtable(L); return 1; }
+    nst = weir_ledger_chunks(L, m, 2, fixed,
+        "SELECT key, hash FROM ledger WHERE recipe = $1 AND scope = $2 AND key IN (",
+        "$K", ", ", ")", 1, &st);
+    if (nst < 0) {
         weir_ledger_many_free(m);
         return luaL_error(L, "ledger.check_many: out of memory");
     }
-    m->n = n;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        int vidx = lua_gettop(L);
-        lua_pushvalue(L, vidx - 1);
-        if (!(lua_type(L, -1) == LUA_TSTRING ||
-              (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1)))) {
-            weir_ledger_many_free(m);
-            return luaL_error(L, "ledger.check_many: keys must be strings or integers");
-        }
-        m->keys[i] = strdup(lua_tostring(L, -1));
-        lua_pop(L, 1);
-        /* hashing may raise (unencodable record): free m first */
-        lua_pushcfunction(L, weir_ledger_hash);
-        lua_pushvalue(L, vidx);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            weir_ledger_many_free(m);
-            return lua_error(L);
-        }
-        m->hashes[i] = strdup(lua_tostring(L, -1));
-        lua_pop(L, 2);
-        if (!m->keys[i] || !m->hashes[i]) {
-            weir_ledger_many_free(m);
-            return luaL_error(L, "ledger.check_many: out of memory");
-        }
-        params[i * 3] = weir_ledger_recipe(L);
-        params[i * 3 + 1] = scope;
-        params[i * 3 + 2] = m->keys[i];
-        stmts[i].sql = sql;
-        stmts[i].nparams = 3;
-        stmts[i].params = params + (size_t)i * 3;
-        i++;
-    }
-    return weir_store_lua_exec(L, "ledger.check_many", stmts, n, weir_ledger_many_answer, m,
+    return weir_store_lua_exec(L, "ledger.check_many", st, nst, weir_ledger_many_answer, m,
                                weir_ledger_many_free);
 }
 

@@ -96,6 +96,21 @@ describe("batches, scan, count, forget", function()
     assert.equals(500, ledger.count(s))
   end)
 
+  it("batches larger than one statement chunk (1000 keys) stay consistent", function()
+    local s = scope()
+    local batch = {}
+    for i = 1, 2500 do batch[i] = {i = i} end          -- integer keys
+    assert.equals(2500, ledger.record_many(s, batch))
+    batch[7] = {i = "changed"}
+    batch[2501] = {i = 2501}
+    local st = ledger.check_many(s, batch)
+    local counts = {}
+    for _, v in pairs(st) do counts[v] = (counts[v] or 0) + 1 end
+    assert.same({unchanged = 2499, changed = 1, new = 1}, counts)
+    assert.equals("changed", st["7"])                    -- keys come back as strings
+    assert.equals(2500, ledger.count(s))
+  end)
+
   it("scan pages by key", function()
     local s = scope()
     ledger.record_many(s, {a = {1}, b = {2}, c = {3}})
