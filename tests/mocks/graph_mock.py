@@ -680,6 +680,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def send(self, status, body, headers=(), ctype="application/json"):
         data = json.dumps(body).encode() if body is not None else b""
+        # Record before the client can see the answer: a test that resets
+        # the stats right after must never see this request counted late.
+        url = getattr(self, "url", None)
+        if url is not None and not url.path.startswith("/_control/") and not self.recorded:
+            self.recorded = True
+            st = self.state
+            with st.lock:
+                st.record(self.command, url.path, url.query, status, self.fault is not None)
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -703,6 +711,7 @@ class Handler(BaseHTTPRequestHandler):
         self.query = parse_qs(url.query, keep_blank_values=True)
         self.body = self.read_body()
         self.fault = None
+        self.recorded = False
         if url.path.startswith("/_control/"):
             self.control(url.path[len("/_control/"):])
             return
@@ -716,8 +725,9 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with st.lock:
                 st.in_flight -= 1
-        with st.lock:
-            st.record(self.command, url.path, url.query, status, self.fault is not None)
+        if not self.recorded:                   # dropped: no answer was sent
+            with st.lock:
+                st.record(self.command, url.path, url.query, status, self.fault is not None)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = dispatch
 
