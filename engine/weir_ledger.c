@@ -305,7 +305,7 @@ static void weir_ledger_many_free(void *ud) {
  * hashes of their records.  Raises (after freeing) on bad input. */
 static weir_ledger_many *weir_ledger_collect(lua_State *L, int idx, const char *what) {
     weir_ledger_many *m;
-    int n = 0, i = 0, j;
+    int n = 0, i = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
     if (n > WEIR_LEDGER_MAX_BATCH)
@@ -315,9 +315,10 @@ static weir_ledger_many *weir_ledger_collect(lua_State *L, int idx, const char *
     m->keys = calloc((size_t)n + 1, sizeof *m->keys);
     m->hashes = calloc((size_t)n + 1, sizeof *m->hashes);
     if (!m->keys || !m->hashes) { weir_ledger_many_free(m); luaL_error(L, "%s: out of memory", what); }
+    lua_createtable(L, 0, n);                       /* seen keys (string form) */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        int vidx = lua_gettop(L), dup = 0;
+        int vidx = lua_gettop(L), seen = vidx - 2, dup;
         const char *k;
         lua_pushvalue(L, vidx - 1);
         if (!(lua_type(L, -1) == LUA_TSTRING ||
@@ -326,8 +327,11 @@ static weir_ledger_many *weir_ledger_collect(lua_State *L, int idx, const char *
             luaL_error(L, "%s: keys must be strings or integers", what);
         }
         k = lua_tostring(L, -1);
-        for (j = 0; j < i && !dup; j++) dup = strcmp(m->keys[j], k) == 0;
+        dup = lua_getfield(L, seen, k) != LUA_TNIL;
+        lua_pop(L, 1);
         if (dup) { lua_pop(L, 2); continue; }
+        lua_pushboolean(L, 1);
+        lua_setfield(L, seen, k);
         m->keys[i] = strdup(k);
         lua_pop(L, 1);
         lua_pushcfunction(L, weir_ledger_hash);     /* may raise: protect m */
@@ -345,6 +349,7 @@ static weir_ledger_many *weir_ledger_collect(lua_State *L, int idx, const char *
             luaL_error(L, "%s: out of memory", what);
         }
     }
+    lua_pop(L, 1);                                  /* seen */
     return m;
 }
 
