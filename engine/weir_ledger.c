@@ -286,6 +286,7 @@ typedef struct {
     char **sql;                 /* one statement text per chunk */
     const char **params;        /* all parameters, chunk after chunk */
     int nsql;
+    char *arr_keys, *arr_hashes;    /* PostgreSQL: text[] literals */
 } weir_ledger_many;
 
 static void weir_ledger_many_free(void *ud) {
@@ -298,7 +299,41 @@ static void weir_ledger_many_free(void *ud) {
     free(m->hashes);
     free(m->sql);
     free(m->params);
+    free(m->arr_keys);
+    free(m->arr_hashes);
     free(m);
+}
+
+/* A PostgreSQL text[] literal of v[0..n): every element quoted, with
+ * backslash and double quote escaped. */
+static char *weir_ledger_pg_array(char *const *v, int n) {
+    size_t cap = 3, len = 0;
+    int i;
+    char *out;
+    for (i = 0; i < n; i++) cap += 2 * strlen(v[i]) + 3;
+    out = malloc(cap);
+    if (!out) return NULL;
+    out[len++] = '{';
+    for (i = 0; i < n; i++) {
+        const char *c;
+        if (i) out[len++] = ',';
+        out[len++] = '"';
+        for (c = v[i]; *c; c++) {
+            if (*c == '"' || *c == '\\') out[len++] = '\\';
+            out[len++] = *c;
+        }
+        out[len++] = '"';
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
+/* On a PostgreSQL store: one statement with two array parameters instead
+ * of wide VALUES lists (planning cost grows with the parameter count). */
+static int weir_ledger_is_pg(lua_State *L, const char *what) {
+    weir_store *s = weir_store_lua_check(L, what);
+    return strcmp(weir_store_backend(s), "postgres") == 0;
 }
 
 /* Reads {key = record} at idx: keys (string form, deduplicated) and the
@@ -411,7 +446,7 @@ static int weir_ledger_record_many(lua_State *L) {
     char now[32];
     weir_ledger_many *m;
     weir_store_stmt *st;
-    int nst;
+    int nst, pg;
     fixed[1] = weir_ledger_check_name(L, 1, "scope");
     luaL_checktype(L, 2, LUA_TTABLE);
     weir_job_check(L, "ledger.record_many");
@@ -420,8 +455,37 @@ static int weir_ledger_record_many(lua_State *L) {
     fixed[0] = weir_ledger_recipe(L);
     fixed[2] = now;
     fixed[3] = opts[4]; fixed[4] = opts[5]; fixed[5] = opts[6]; fixed[6] = opts[7];
+    pg = weir_ledger_is_pg(L, "ledger.record_many");       /* may raise: before any malloc */
     m = weir_ledger_collect(L, 2, "ledger.record_many");
     if (m->n == 0) { weir_ledger_many_free(m); lua_pushinteger(L, 0); return 1; }
+    if (pg) {
+        weir_store_stmt one;
+        m->arr_keys = weir_ledger_pg_array(m->keys, m->n);
+        m->arr_hashes = weir_ledger_pg_array(m->hashes, m->n);
+        m->params = calloc(9, sizeof *m->params);
+        if (!m->arr_keys || !m->arr_hashes || !m->params) {
+            weir_ledger_many_free(m);
+            return luaL_error(L, "ledger.record_many: out of memory");
+        }
+        memcpy(m->params, fixed, 7 * sizeof *fixed);
+        m->params[7] = m->arr_keys;
+        m->params[8] = m->arr_hashes;
+        one.sql = "INSERT INTO ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
+                  " created_at, updated_at) SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), k, h,"
+                  " CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT),"
+                  " CAST($3 AS BIGINT), CAST($3 AS BIGINT)"
+                  " FROM unnest(CAST($8 AS TEXT[]), CAST($9 AS TEXT[])) AS t(k, h)"
+                  " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash,"
+                  " origin = excluded.origin,"
+                  " remote_id = coalesce(excluded.remote_id, ledger.remote_id),"
+                  " etag = coalesce(excluded.etag, ledger.etag),"
+                  " outcome = coalesce(excluded.outcome, ledger.outcome),"
+                  " updated_at = excluded.updated_at";
+        one.nparams = 9;
+        one.params = m->params;
+        return weir_store_lua_exec(L, "ledger.record_many", &one, 1, weir_ledger_push_count, m,
+                                   weir_ledger_many_free);
+    }
     nst = weir_ledger_chunks(L, m, 7, fixed,
         "INSERT INTO ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
         " created_at, updated_at) VALUES ",
@@ -470,13 +534,32 @@ static int weir_ledger_check_many(lua_State *L) {
     const char *fixed[2];
     weir_ledger_many *m;
     weir_store_stmt *st;
-    int nst;
+    int nst, pg;
     fixed[1] = weir_ledger_check_name(L, 1, "scope");
     luaL_checktype(L, 2, LUA_TTABLE);
     weir_job_check(L, "ledger.check_many");
     fixed[0] = weir_ledger_recipe(L);
+    pg = weir_ledger_is_pg(L, "ledger.check_many");       /* may raise: before any malloc */
     m = weir_ledger_collect(L, 2, "ledger.check_many");
     if (m->n == 0) { weir_ledger_many_free(m); lua_newtable(L); return 1; }
+    if (pg) {
+        weir_store_stmt one;
+        m->arr_keys = weir_ledger_pg_array(m->keys, m->n);
+        m->params = calloc(3, sizeof *m->params);
+        if (!m->arr_keys || !m->params) {
+            weir_ledger_many_free(m);
+            return luaL_error(L, "ledger.check_many: out of memory");
+        }
+        m->params[0] = fixed[0];
+        m->params[1] = fixed[1];
+        m->params[2] = m->arr_keys;
+        one.sql = "SELECT key, hash FROM ledger WHERE recipe = $1 AND scope = $2"
+                  " AND key = ANY(CAST($3 AS TEXT[]))";
+        one.nparams = 3;
+        one.params = m->params;
+        return weir_store_lua_exec(L, "ledger.check_many", &one, 1, weir_ledger_many_answer, m,
+                                   weir_ledger_many_free);
+    }
     nst = weir_ledger_chunks(L, m, 2, fixed,
         "SELECT key, hash FROM ledger WHERE recipe = $1 AND scope = $2 AND key IN (",
         "$K", ", ", ")", 1, &st);

@@ -111,6 +111,15 @@ describe("batches, scan, count, forget", function()
     assert.equals(2500, ledger.count(s))
   end)
 
+  it("keys with quotes, backslashes, commas and braces survive batches", function()
+    local s = scope()
+    local odd = {['a"b'] = {1}, ['c\\d'] = {2}, ["e,f"] = {3}, ["{g}"] = {4}, [" h "] = {5}}
+    assert.equals(5, ledger.record_many(s, odd))
+    local st = ledger.check_many(s, odd)
+    for k in pairs(odd) do assert.equals("unchanged", st[k], k) end
+    assert.equals("unchanged", (ledger.check(s, 'a"b', {1})))
+  end)
+
   it("scan pages by key", function()
     local s = scope()
     ledger.record_many(s, {a = {1}, b = {2}, c = {3}})
