@@ -506,7 +506,7 @@ static int weir_co_step(lua_State *L, lua_State *co, int nargs, int wrap) {
     }
     lua_xmove(co, L, 1);                /* the error value */
     if (wrap) {
-        /* close the dead coroutine's pending variables, then propagate */
+        /* propagate with the position of the wrap call, as stock Lua does */
         if (lua_type(L, -1) == LUA_TSTRING) {
             luaL_where(L, 1);
             lua_insert(L, -2);

@@ -40,6 +40,20 @@
 static const char weir_ledger_cols[] =
     "key, hash, origin, remote_id, etag, outcome, created_at, updated_at";
 
+/* One upsert, four entry points (single, inside a pg tx, SQLite batch,
+ * PostgreSQL batch): the columns and the conflict rule are shared.  A
+ * later record that omits remote_id / etag / outcome keeps the stored ones. */
+#define WEIR_LEDGER_INSERT_COLS \
+    " (recipe, scope, key, hash, origin, remote_id, etag, outcome, created_at, updated_at)"
+#define WEIR_LEDGER_ON_CONFLICT \
+    " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash," \
+    " origin = excluded.origin," \
+    " remote_id = coalesce(excluded.remote_id, ledger.remote_id)," \
+    " etag = coalesce(excluded.etag, ledger.etag)," \
+    " outcome = coalesce(excluded.outcome, ledger.outcome)," \
+    " updated_at = excluded.updated_at"
+#define WEIR_LEDGER_ONE_ROW " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+
 /* Pushes the hex SHA-256 of the canonical JSON of the value at idx. */
 static void weir_ledger_push_hash(lua_State *L, int idx) {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -179,24 +193,10 @@ static int weir_ledger_is_echo(lua_State *L) { return weir_ledger_select(L, 2, "
 /* ---- record ---- */
 
 static const char weir_ledger_upsert_sql[] =
-    "INSERT INTO ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
-    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
-    " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash,"
-    " origin = excluded.origin,"
-    " remote_id = coalesce(excluded.remote_id, ledger.remote_id),"
-    " etag = coalesce(excluded.etag, ledger.etag),"
-    " outcome = coalesce(excluded.outcome, ledger.outcome),"
-    " updated_at = excluded.updated_at";
+    "INSERT INTO ledger" WEIR_LEDGER_INSERT_COLS WEIR_LEDGER_ONE_ROW WEIR_LEDGER_ON_CONFLICT;
 
 static const char weir_ledger_upsert_tx_sql[] =
-    "INSERT INTO weir.ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
-    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
-    " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash,"
-    " origin = excluded.origin,"
-    " remote_id = coalesce(excluded.remote_id, ledger.remote_id),"
-    " etag = coalesce(excluded.etag, ledger.etag),"
-    " outcome = coalesce(excluded.outcome, ledger.outcome),"
-    " updated_at = excluded.updated_at";
+    "INSERT INTO weir.ledger" WEIR_LEDGER_INSERT_COLS WEIR_LEDGER_ONE_ROW WEIR_LEDGER_ON_CONFLICT;
 
 /* Reads opts at idx into strings on the Lua stack; fills p[4..7]. */
 static void weir_ledger_opts(lua_State *L, int idx, const char **p) {
@@ -470,32 +470,21 @@ static int weir_ledger_record_many(lua_State *L) {
         memcpy(m->params, fixed, 7 * sizeof *fixed);
         m->params[7] = m->arr_keys;
         m->params[8] = m->arr_hashes;
-        one.sql = "INSERT INTO ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
-                  " created_at, updated_at) SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), k, h,"
+        one.sql = "INSERT INTO ledger" WEIR_LEDGER_INSERT_COLS
+                  " SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), k, h,"
                   " CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT),"
                   " CAST($3 AS BIGINT), CAST($3 AS BIGINT)"
                   " FROM unnest(CAST($8 AS TEXT[]), CAST($9 AS TEXT[])) AS t(k, h)"
-                  " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash,"
-                  " origin = excluded.origin,"
-                  " remote_id = coalesce(excluded.remote_id, ledger.remote_id),"
-                  " etag = coalesce(excluded.etag, ledger.etag),"
-                  " outcome = coalesce(excluded.outcome, ledger.outcome),"
-                  " updated_at = excluded.updated_at";
+                  WEIR_LEDGER_ON_CONFLICT;
         one.nparams = 9;
         one.params = m->params;
         return weir_store_lua_exec(L, "ledger.record_many", &one, 1, weir_ledger_push_count, m,
                                    weir_ledger_many_free);
     }
     nst = weir_ledger_chunks(L, m, 7, fixed,
-        "INSERT INTO ledger (recipe, scope, key, hash, origin, remote_id, etag, outcome,"
-        " created_at, updated_at) VALUES ",
+        "INSERT INTO ledger" WEIR_LEDGER_INSERT_COLS " VALUES ",
         "($1, $2, $K, $H, $4, $5, $6, $7, CAST($3 AS BIGINT), CAST($3 AS BIGINT))", ", ",
-        " ON CONFLICT (recipe, scope, key) DO UPDATE SET hash = excluded.hash,"
-        " origin = excluded.origin,"
-        " remote_id = coalesce(excluded.remote_id, ledger.remote_id),"
-        " etag = coalesce(excluded.etag, ledger.etag),"
-        " outcome = coalesce(excluded.outcome, ledger.outcome),"
-        " updated_at = excluded.updated_at", 2, &st);
+        WEIR_LEDGER_ON_CONFLICT, 2, &st);
     if (nst < 0) {
         weir_ledger_many_free(m);
         return luaL_error(L, "ledger.record_many: out of memory");

@@ -60,7 +60,6 @@ struct weir_runner_exec {
     uv_timer_t heartbeat;
     int handles_open;           /* uv handles still to close */
     int64_t started_at;
-    int timed_out;
     int lease_lost;
     int shutdown;
     int64_t retry_at;           /* ms: when the retry is due (status retrying) */
@@ -424,7 +423,6 @@ static void weir_runner_job_done(weir_job *job, void *data) {
 static void weir_runner_timed_out(uv_timer_t *t) {
     weir_runner_exec *x = t->data;
     char msg[128];
-    x->timed_out = 1;
     snprintf(msg, sizeof msg, "job timeout: ran longer than %g s", x->jd->def->timeout_s);
     weir_job_kill(x->job, msg);
 }
@@ -730,11 +728,6 @@ oom:
     return -1;
 }
 
-static void weir_runner_closed(uv_handle_t *h) {
-    weir_runner *rn = h->data;
-    (void)rn;
-}
-
 static void weir_runner_maybe_stopped(weir_runner *rn) {
     if (!rn->started) return;
     /* once / only_job: stop by itself when everything settled */
@@ -747,7 +740,7 @@ static void weir_runner_maybe_stopped(weir_runner *rn) {
     rn->stopped = 1;
     if (rn->grace_open) {
         uv_timer_stop(&rn->grace);
-        uv_close((uv_handle_t *)&rn->grace, weir_runner_closed);
+        uv_close((uv_handle_t *)&rn->grace, NULL);
         rn->grace_open = 0;
     }
     if (rn->on_stopped) rn->on_stopped(rn->on_stopped_ud);

@@ -445,7 +445,7 @@ static char *weir_store_pg_dsn(const char *url) {
     return d;
 }
 
-static int weir_store_pg_migrate(weir_store *s, const char *dsn, char **err) {
+static int weir_store_pg_migrate(const char *dsn, char **err) {
     PGconn *c = PQconnectdb(dsn);
     PGresult *r;
     int version = 0, i, ok = 0;
@@ -497,7 +497,7 @@ static weir_store *weir_store_open_pg(weir_engine *e, const char *url, char **er
     char errbuf[256] = "";
     char *dsn = weir_store_pg_dsn(url);
     if (!dsn) { *err = strdup("store: out of memory"); return NULL; }
-    if (weir_store_pg_migrate(NULL, dsn, err) != 0) { free(dsn); return NULL; }
+    if (weir_store_pg_migrate(dsn, err) != 0) { free(dsn); return NULL; }
     s = calloc(1, sizeof *s);
     if (!s) { free(dsn); *err = strdup("store: out of memory"); return NULL; }
     s->e = e;
